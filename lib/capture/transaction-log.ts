@@ -1,0 +1,77 @@
+/**
+ * Holds captured writes until the database has committed them.
+ *
+ * Keyed by the driver connection: a connection runs one transaction at a time,
+ * and its savepoints nest as a stack. Following the statements the connection
+ * actually ran (BEGIN, SAVEPOINT, RELEASE, ROLLBACK TO, COMMIT, ROLLBACK) makes
+ * the log agree with the database by construction, whichever Knex API (or raw
+ * statement) drove the transaction.
+ */
+import type { ChangeEvent } from '../bus/bus.js'
+
+export type ControlStatement = 'begin' | 'savepoint' | 'release' | 'rollbackTo' | 'commit' | 'rollback'
+
+const patterns: Array<[RegExp, ControlStatement]> = [
+  [/^\s*(BEGIN|START\s+TRANSACTION)\b/i, 'begin'],
+  [/^\s*SAVEPOINT\b/i, 'savepoint'],
+  [/^\s*RELEASE\b/i, 'release'],
+  [/^\s*ROLLBACK\s+TO\b/i, 'rollbackTo'],
+  [/^\s*(COMMIT|END)\b/i, 'commit'],
+  [/^\s*ROLLBACK\b/i, 'rollback']
+]
+
+export function classifyStatement (sql: string): ControlStatement | undefined {
+  for (const [pattern, kind] of patterns) if (pattern.test(sql)) return kind
+  return undefined
+}
+
+export class TransactionLog {
+  readonly #open = new WeakMap<object, ChangeEvent[][]>()
+  readonly #publish: (events: ChangeEvent[]) => void
+
+  constructor (publish: (events: ChangeEvent[]) => void) {
+    this.#publish = publish
+  }
+
+  /** A write succeeded on this connection: hold it if a transaction is open, else it is committed already. */
+  record (connection: object, event: ChangeEvent): void {
+    const stack = this.#open.get(connection)
+    if (stack) stack[stack.length - 1]?.push(event)
+    else this.#publish([event])
+  }
+
+  /** A transaction-control statement succeeded on this connection. */
+  apply (connection: object, statement: ControlStatement): void {
+    const stack = this.#open.get(connection)
+    switch (statement) {
+      case 'begin':
+        this.#open.set(connection, [[]])
+        return
+      case 'savepoint':
+        if (stack) stack.push([])
+        else this.#open.set(connection, [[]])
+        return
+      case 'release': {
+        // the savepoint's writes now belong to the enclosing level
+        const released = stack && stack.length > 1 ? stack.pop() : undefined
+        if (released && stack) stack[stack.length - 1]?.push(...released)
+        return
+      }
+      case 'rollbackTo':
+        if (stack && stack.length > 1) stack.pop()
+        else if (stack) stack[0] = []
+        return
+      case 'commit':
+        this.#open.delete(connection)
+        if (stack) this.#publish(stack.flat())
+        return
+      case 'rollback':
+        this.#open.delete(connection)
+    }
+  }
+
+  /** A COMMIT failed, or the connection died: nothing it held was committed. */
+  discard (connection: object): void {
+    this.#open.delete(connection)
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Every error fastify-rest-live raises, in one place, with stable codes.
+ *
+ * Startup errors (bad options, bad routes) are thrown at registration; protocol
+ * errors travel to the client as `error` frames carrying `statusCode`.
+ */
+import createError from '@fastify/error'
+
+// Registration and route discovery
+export const InvalidOptionError = createError<[string, string]>(
+  'FST_REST_LIVE_INVALID_OPTION',
+  'fastify-rest-live: option %s %s',
+  500,
+  TypeError
+)
+export const RealtimeConfigError = createError<[string, string]>(
+  'FST_REST_LIVE_INVALID_ROUTE_CONFIG',
+  'fastify-rest-live: route %s has an invalid config.realtime: %s',
+  500,
+  TypeError
+)
+export const RealtimeMethodError = createError<[string, string]>(
+  'FST_REST_LIVE_NOT_A_GET_ROUTE',
+  'fastify-rest-live: route %s %s has config.realtime, but only GET routes can be realtime',
+  500
+)
+export const EarlyRouteError = createError<[string]>(
+  'FST_REST_LIVE_ROUTE_BEFORE_PLUGIN',
+  'fastify-rest-live: GET %s has config.realtime but was registered before the plugin, so it cannot be subscribed to; register fastify-rest-live before your routes',
+  500
+)
+export const RedisConnectError = createError<[string, string]>(
+  'FST_REST_LIVE_REDIS_UNREACHABLE',
+  'fastify-rest-live: cannot reach Redis at %s: %s',
+  500
+)
+
+// Decorations
+export const NotRealtimeRouteError = createError<[string, string]>(
+  'FST_REST_LIVE_NOT_A_REALTIME_ROUTE',
+  'fastify-rest-live: app.realtime.%s() was called from %s, which has no config.realtime',
+  500
+)
+export const MissingQuerysetError = createError<[string, string]>(
+  'FST_REST_LIVE_NO_QUERYSET',
+  'fastify-rest-live: app.realtime.%s() needs config.realtime.queryset on route %s',
+  500
+)
+export const InstanceNotFoundError = createError<[string, string, string]>(
+  'FST_REST_LIVE_NOT_FOUND',
+  'No %s instance with %s %s',
+  404
+)
+export const InvalidPublishError = createError<[string]>(
+  'FST_REST_LIVE_INVALID_PUBLISH',
+  'fastify-rest-live: app.realtime.publish(): %s',
+  500,
+  TypeError
+)
+
+// Wire protocol: the status is what REST would have answered
+export const BadFrameError = createError<[string]>('FST_REST_LIVE_BAD_FRAME', '%s', 400)
+export const UnauthorizedError = createError<[string]>('FST_REST_LIVE_UNAUTHORIZED', '%s', 401)
+export const ForbiddenError = createError<[string]>('FST_REST_LIVE_FORBIDDEN', '%s', 403)
+export const NoRouteError = createError<[string]>('FST_REST_LIVE_NO_ROUTE', '%s', 404)
+export const DuplicateSubscriptionError = createError<[string]>(
+  'FST_REST_LIVE_DUPLICATE_SUBSCRIPTION',
+  'a subscription with id %s is already open on this socket',
+  409
+)
+export const FrameTooLargeError = createError<[number, number]>(
+  'FST_REST_LIVE_FRAME_TOO_LARGE',
+  'frame of %d bytes exceeds maxPayload (%d bytes)',
+  413
+)
+export const TooManySubscriptionsError = createError<[number]>(
+  'FST_REST_LIVE_TOO_MANY_SUBSCRIPTIONS',
+  'this socket already has %d subscriptions (maxSubscriptions); unsubscribe first',
+  429
+)
+export const RateLimitedError = createError<[number]>(
+  'FST_REST_LIVE_RATE_LIMITED',
+  'more than %d frames per second; slow down',
+  429
+)
+
+/** An error as an `error` frame sees it: an HTTP status and a message. */
+export interface FrameFailure {
+  statusCode: number
+  message: string
+}
+
+/** Turns anything thrown while serving a frame into a status and message. */
+export function toFrameFailure (err: unknown): FrameFailure {
+  if (err instanceof Error) {
+    const status = (err as { statusCode?: unknown }).statusCode
+    if (typeof status === 'number' && status >= 400 && status < 600) {
+      return { statusCode: status, message: err.message }
+    }
+    return { statusCode: 500, message: 'internal error' }
+  }
+  return { statusCode: 500, message: 'internal error' }
+}

@@ -1,0 +1,140 @@
+/**
+ * fastify-rest-live: a live twin of an application's REST routes over one WebSocket.
+ *
+ *   write ─► capture (after commit) ─► bus ─► manager (re-check views) ─► connection ─► client
+ *
+ * This module only wires the pieces together and ties them to Fastify's lifecycle.
+ */
+import websocket from '@fastify/websocket'
+import type { FastifyPluginAsync, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Bus, BusListener, ChangeEvent } from './bus/bus.js'
+import { MemoryBus } from './bus/memory-bus.js'
+import { KnexCapture } from './capture/knex-capture.js'
+import { EarlyRouteError } from './errors.js'
+import { resolveOptions } from './options.js'
+import { createRealtimeDecorator } from './realtime-decorator.js'
+import { RouteRegistry } from './registry/route-registry.js'
+import { createCounters } from './stats.js'
+import { SubscriptionAuthorizer, credentialsOf } from './subscriptions/authorizer.js'
+import { SubscriptionManager } from './subscriptions/manager.js'
+import type { RestLiveOptions } from './types.js'
+import { Connection, type ConnectionContext } from './ws/connection.js'
+import { checkOrigin } from './ws/origin.js'
+import { createRedisBus } from './bus/redis-bus.js'
+
+export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
+export * as errors from './errors.js'
+
+const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) => {
+  const options = resolveOptions(rawOptions)
+  const registry = new RouteRegistry()
+  const counters = createCounters()
+  const manager = new SubscriptionManager(registry, app.log, counters)
+  const authorizer = new SubscriptionAuthorizer(app, registry)
+  const connections = new Set<Connection>()
+
+  app.addHook('onRoute', (route) => {
+    if (registry.add(route) === undefined) return
+    // appended last, so the route's own hooks have authorised the probe before it is answered
+    const existing = route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler]
+    route.preHandler = [...existing, authorizer.preHandler] as RouteOptions['preHandler']
+  })
+  const reportedEarly = new Set<string>()
+  app.addHook('onRequest', async (request, reply) => {
+    const url = request.routeOptions.url
+    if (url !== undefined && request.routeOptions.config.realtime !== undefined && !registry.has(url) && !reportedEarly.has(url)) {
+      // Fastify shows a plugin no routes registered before it, so this is the first moment we can know
+      reportedEarly.add(url)
+      app.log.error(new EarlyRouteError(url).message)
+    }
+    await authorizer.onRequest(request, reply)
+  })
+
+  const listener: BusListener = {
+    event: (event) => { manager.onEvent(event) },
+    gap: (models) => { manager.onGap(models) }
+  }
+  const bus: Bus = options.redis === undefined
+    ? new MemoryBus(listener)
+    : await createRedisBus({ redis: options.redis, channelPrefix: options.channelPrefix, listener, log: app.log })
+  manager.attach(bus)
+
+  const publishCommitted = (events: ChangeEvent[]): void => {
+    for (const event of coalesce(events)) {
+      bus.publish(event).catch((err: unknown) => { app.log.error({ err, model: event.model }, 'fastify-rest-live: publishing a change failed') })
+    }
+  }
+  const capture = new KnexCapture({ knex: options.knex, trackedPk: (table) => registry.pkOf(table), publish: publishCommitted })
+  capture.install()
+
+  if (!app.hasDecorator('websocketServer')) {
+    // a hard ceiling above maxPayload: frames between the two get a 413 answer, larger ones a 1009 close
+    await app.register(websocket, { options: { maxPayload: options.maxPayload * 4 } })
+  }
+
+  const ctx: ConnectionContext = {
+    app,
+    log: app.log,
+    options,
+    registry,
+    manager,
+    authorizer,
+    countQuery: () => { counters.databaseChecks++ },
+    fetchRoute: async (url, headers) => {
+      const response = await app.inject({ method: 'GET', url, headers })
+      let body: unknown = null
+      try { body = JSON.parse(response.body) } catch {}
+      return { statusCode: response.statusCode, body }
+    }
+  }
+
+  app.get(options.path, {
+    websocket: true,
+    onRequest: async (request, reply) => {
+      const refusal = checkOrigin(request, options.allowedOrigins)
+      if (refusal !== undefined) await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal })
+    }
+  }, (socket, request) => {
+    const connection = new Connection(socket, credentialsOf(request), ctx)
+    connections.add(connection)
+    socket.on('close', () => { connections.delete(connection) })
+  })
+
+  app.decorate('realtime', createRealtimeDecorator({
+    registry,
+    counters,
+    bus: () => bus,
+    connections: () => connections.size,
+    subscriptions: () => manager.subscriptionCount,
+    settled: () => manager.idle()
+  }))
+
+  app.addHook('onReady', async () => {
+    await bus.ready()
+  })
+  app.addHook('preClose', async () => {
+    for (const connection of connections) connection.close(1001, 'server shutting down')
+  })
+  app.addHook('onClose', async () => {
+    capture.uninstall()
+    await bus.close()
+  })
+}
+
+/** Merges consecutive events of one model and op (one transaction's rows travel as one event). */
+function coalesce (events: ChangeEvent[]): ChangeEvent[] {
+  const out: ChangeEvent[] = []
+  for (const event of events) {
+    const last = out[out.length - 1]
+    if (last !== undefined && last.model === event.model && last.op === event.op && last.rows !== null && event.rows !== null) {
+      last.rows = [...last.rows, ...event.rows]
+    } else {
+      out.push({ ...event })
+    }
+  }
+  return out
+}
+
+export default fp(restLive, { name: 'fastify-rest-live', fastify: '5.x' })
+export { restLive }

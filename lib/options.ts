@@ -1,0 +1,93 @@
+/**
+ * Registration options: validated up front so a typo fails `register`, naming
+ * the option, instead of surfacing as a confusing runtime fault.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { Knex } from 'knex'
+import { InvalidOptionError } from './errors.js'
+import type { RestLiveOptions } from './types.js'
+
+const ScalarOptions = Type.Object({
+  knex: Type.Unknown(),
+  redis: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Object({})])),
+  path: Type.Optional(Type.String({ pattern: '^/' })),
+  channelPrefix: Type.Optional(Type.String({ minLength: 1, pattern: '^[^\\s*?\\[\\]]+$' })),
+  maxPayload: Type.Optional(Type.Integer({ minimum: 64 })),
+  maxSubscriptions: Type.Optional(Type.Integer({ minimum: 1 })),
+  maxFramesPerSecond: Type.Optional(Type.Integer({ minimum: 1 })),
+  maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
+  allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  inspector: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+const checkOptions = TypeCompiler.Compile(ScalarOptions)
+
+/** Options with every default filled in. */
+export interface ResolvedOptions {
+  knex: Knex
+  redis: RestLiveOptions['redis']
+  path: string
+  channelPrefix: string
+  maxPayload: number
+  maxSubscriptions: number
+  maxFramesPerSecond: number
+  maxBufferedBytes: number
+  allowedOrigins: string[] | undefined
+  inspector: boolean
+}
+
+export const defaults = {
+  path: '/ws/subscribe',
+  channelPrefix: 'rest-live',
+  maxPayload: 64 * 1024,
+  maxSubscriptions: 100,
+  maxFramesPerSecond: 100,
+  maxBufferedBytes: 4 * 1024 * 1024
+} as const
+
+function describe (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`
+}
+
+function isKnex (value: unknown): value is Knex {
+  return typeof value === 'function' &&
+    typeof (value as { client?: { query?: unknown } }).client?.query === 'function'
+}
+
+export function resolveOptions (input: unknown): ResolvedOptions {
+  if (input === null || typeof input !== 'object') {
+    throw new InvalidOptionError('object', 'must be given: fastify-rest-live needs at least { knex }')
+  }
+  const options = input as Record<string, unknown>
+  // fastify passes its own fields through plugin options; they are not ours to check
+  const ours = Object.fromEntries(Object.entries(options).filter(([key]) => key !== 'prefix' && key !== 'logLevel' && key !== 'logSerializers'))
+  if (!checkOptions.Check(ours)) {
+    const error = checkOptions.Errors(ours).First()
+    /* c8 ignore next */
+    if (!error) throw new InvalidOptionError('object', 'is invalid')
+    const name = error.path.replace(/^\//, '').split('/')[0] ?? ''
+    if (!(name in ScalarOptions.properties)) {
+      throw new InvalidOptionError(`'${name}'`, 'is not a fastify-rest-live option (known: ' + Object.keys(ScalarOptions.properties).join(', ') + ')')
+    }
+    throw new InvalidOptionError(`'${name}'`, `${error.message.toLowerCase()}, got ${describe(options[name])}`)
+  }
+  const valid = ours as Static<typeof ScalarOptions>
+  if (!isKnex(valid.knex)) {
+    throw new InvalidOptionError("'knex'", `must be a Knex instance, got ${valid.knex === undefined ? 'nothing' : describe(valid.knex)}`)
+  }
+  return {
+    knex: valid.knex,
+    redis: valid.redis as RestLiveOptions['redis'],
+    path: valid.path ?? defaults.path,
+    channelPrefix: valid.channelPrefix ?? defaults.channelPrefix,
+    maxPayload: valid.maxPayload ?? defaults.maxPayload,
+    maxSubscriptions: valid.maxSubscriptions ?? defaults.maxSubscriptions,
+    maxFramesPerSecond: valid.maxFramesPerSecond ?? defaults.maxFramesPerSecond,
+    maxBufferedBytes: valid.maxBufferedBytes ?? defaults.maxBufferedBytes,
+    allowedOrigins: valid.allowedOrigins,
+    inspector: valid.inspector ?? false
+  }
+}

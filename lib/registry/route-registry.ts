@@ -1,0 +1,139 @@
+/**
+ * The realtime routes, discovered in `onRoute` like @fastify/swagger does, and
+ * found again by model + action (django-rest-live frames) or by URL.
+ */
+import type { RouteOptions } from 'fastify'
+import type { Knex } from 'knex'
+import { BadFrameError, NoRouteError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
+import type { RealtimeRouteConfig, Row } from '../types.js'
+
+export type RouteKind = 'list' | 'retrieve'
+
+export interface RealtimeRoute {
+  url: string
+  model: string
+  kind: RouteKind
+  lookup: string
+  pk: string
+  /** Path parameter names, in order. */
+  params: string[]
+  queryset: RealtimeRouteConfig['queryset']
+  /** The schema one row is serialized with (a list route's array item schema), if any. */
+  itemSchema: unknown
+  /** Serializes one row as the REST response would; compiled on first use by the route's own compiler. */
+  serialize: ((row: Row) => string) | undefined
+}
+
+const configKeys = new Set(['model', 'queryset', 'lookup', 'pk'])
+
+function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
+  if (config === null || typeof config !== 'object') {
+    throw new RealtimeConfigError(url, 'expected an object like { model, queryset }')
+  }
+  const record = config as Record<string, unknown>
+  for (const key of Object.keys(record)) {
+    if (!configKeys.has(key)) throw new RealtimeConfigError(url, `unknown key '${key}' (known: model, queryset, lookup, pk)`)
+  }
+  if (typeof record.model !== 'string' || record.model.length === 0) {
+    throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows")
+  }
+  if (record.queryset !== undefined && typeof record.queryset !== 'function') {
+    throw new RealtimeConfigError(url, "'queryset' must be a function (request) => knex query builder")
+  }
+  for (const key of ['lookup', 'pk'] as const) {
+    if (record[key] !== undefined && (typeof record[key] !== 'string' || record[key] === '')) {
+      throw new RealtimeConfigError(url, `'${key}' must be a non-empty string`)
+    }
+  }
+  return record as unknown as RealtimeRouteConfig
+}
+
+function successSchema (route: RouteOptions): unknown {
+  const response = (route.schema as { response?: Record<string, unknown> } | undefined)?.response
+  return response?.['200'] ?? response?.['2xx']
+}
+
+export function pathParams (url: string): string[] {
+  return [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((match) => match[1] as string)
+}
+
+export class RouteRegistry {
+  readonly #byUrl = new Map<string, RealtimeRoute>()
+  readonly #byModel = new Map<string, RealtimeRoute[]>()
+
+  /** Records a route if it opts in; returns it, or undefined for ordinary routes. */
+  add (route: RouteOptions): RealtimeRoute | undefined {
+    const config = (route.config as { realtime?: unknown } | undefined)?.realtime
+    if (config === undefined) return undefined
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    if (methods.length === 1 && methods[0] === 'HEAD') return undefined // the GET's twin
+    if (methods.some((method) => method !== 'GET' && method !== 'HEAD')) {
+      throw new RealtimeMethodError(methods.join(','), route.url)
+    }
+    const valid = validateConfig(route.url, config)
+    const lookup = valid.lookup ?? 'id'
+    const params = pathParams(route.url)
+    const schema = successSchema(route) as { type?: unknown, items?: unknown } | undefined
+    const kind: RouteKind = params.includes(lookup) ? 'retrieve' : 'list'
+    const realtime: RealtimeRoute = {
+      url: route.url,
+      model: valid.model,
+      kind,
+      lookup,
+      pk: valid.pk ?? 'id',
+      params,
+      queryset: valid.queryset,
+      itemSchema: kind === 'list' && schema?.type === 'array' ? schema.items : kind === 'retrieve' ? schema : undefined,
+      serialize: undefined
+    }
+    this.#byUrl.set(route.url, realtime)
+    const forModel = this.#byModel.get(valid.model) ?? []
+    forModel.push(realtime)
+    this.#byModel.set(valid.model, forModel)
+    return realtime
+  }
+
+  byUrl (url: string | undefined): RealtimeRoute | undefined {
+    return url === undefined ? undefined : this.#byUrl.get(url)
+  }
+
+  has (url: string): boolean {
+    return this.#byUrl.has(url)
+  }
+
+  forModel (model: string): RealtimeRoute[] {
+    return this.#byModel.get(model) ?? []
+  }
+
+  models (): string[] {
+    return [...this.#byModel.keys()]
+  }
+
+  /** The primary key a model's routes use, if any route follows it. */
+  pkOf (model: string): string | undefined {
+    return this.#byModel.get(model)?.[0]?.pk
+  }
+
+  /** The one route of this model and kind, or a protocol error saying why not. */
+  resolve (model: string, kind: RouteKind): RealtimeRoute {
+    const routes = this.forModel(model)
+    if (routes.length === 0) {
+      throw new NoRouteError(`no realtime route follows model '${model}' (known models: ${this.models().join(', ') || 'none'})`)
+    }
+    const matching = routes.filter((route) => route.kind === kind)
+    if (matching.length === 0) {
+      throw new NoRouteError(`model '${model}' has no realtime ${kind} route (its routes: ${routes.map((r) => r.url).join(', ')})`)
+    }
+    if (matching.length > 1) {
+      throw new BadFrameError(`model '${model}' has several ${kind} routes; subscribe with "path" to one of: ${matching.map((r) => r.url).join(', ')}`)
+    }
+    return matching[0] as RealtimeRoute
+  }
+}
+
+/** The column a queryset is narrowed by: qualified, so joins stay unambiguous. */
+export function pkColumn (route: Pick<RealtimeRoute, 'model' | 'pk'>): string {
+  return `${route.model}.${route.pk}`
+}
+
+export type Queryset = Knex.QueryBuilder

@@ -1,0 +1,257 @@
+/**
+ * Keeps every local subscription's view current: turns change events into
+ * per-view re-checks (through each model's serial queue) and re-checks into
+ * CREATED / UPDATED / DELETED broadcasts, following semantics.md.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { Bus, ChangeEvent } from '../bus/bus.js'
+import { InstanceNotFoundError } from '../errors.js'
+import type { RouteRegistry } from '../registry/route-registry.js'
+import type { Counters } from '../stats.js'
+import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
+import { ModelQueue, type ChangedKeys } from './model-queue.js'
+import { KnownState, Subscription, type Subscriber } from './subscription.js'
+import { keyOf, type SerializedRows, type ViewReading, type ViewSource } from './view.js'
+
+export interface SubscribeRequest {
+  id: string | number
+  subscriber: Subscriber
+  /** The view to follow; replaced by an identical one already followed, if any. */
+  view: ViewSource
+  snapshot: boolean
+  /** For a retrieve view: the lookup value, to name it in a 404. */
+  lookupValue?: string
+}
+
+export class SubscriptionManager {
+  readonly #views = new Map<string, Map<string, ViewSource>>()
+  readonly #queues = new Map<string, ModelQueue>()
+  readonly #registry: RouteRegistry
+  readonly #log: FastifyBaseLogger
+  readonly #counters: Counters
+  #bus: Bus | undefined
+
+  constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters) {
+    this.#registry = registry
+    this.#log = log
+    this.#counters = counters
+  }
+
+  attach (bus: Bus): void {
+    this.#bus = bus
+  }
+
+  get subscriptionCount (): number {
+    let count = 0
+    for (const views of this.#views.values()) for (const view of views.values()) count += view.subscriptions.size
+    return count
+  }
+
+  /** A change committed (here or on another node). */
+  onEvent (event: ChangeEvent): void {
+    this.#counters.eventsReceived++
+    if (!this.#views.has(event.model)) return
+    const pk = this.#registry.pkOf(event.model) ?? 'id'
+    let keys: ChangedKeys = null
+    if (event.rows !== null) {
+      keys = new Map()
+      for (const row of event.rows) keys.set(keyOf(row[pk]), row[pk])
+    }
+    this.#queue(event.model).changes(keys)
+  }
+
+  /** Events may have been missed: every view of these models (null: all) is re-read and its subscribers resynced. */
+  onGap (models: string[] | null): void {
+    this.#counters.gapsDetected++
+    for (const model of models ?? [...this.#views.keys()]) {
+      if (!this.#views.has(model)) continue
+      void this.#queue(model).job(() => this.#resyncModel(model)).catch((err: unknown) => this.#failed(model, err))
+    }
+  }
+
+  async subscribe (request: SubscribeRequest): Promise<Subscription> {
+    const model = request.view.route.model
+    await this.#requireBus().follow(model)
+    try {
+      return await this.#queue(model).job(() => this.#start(request))
+    } catch (err) {
+      this.#requireBus().unfollow(model)
+      throw err
+    }
+  }
+
+  unsubscribe (subscription: Subscription): void {
+    if (subscription.closed) return
+    subscription.closed = true
+    subscription.state?.subscriptions.delete(subscription)
+    const view = subscription.view
+    view.subscriptions.delete(subscription)
+    if (view.subscriptions.size === 0) {
+      const views = this.#views.get(view.route.model)
+      views?.delete(view.key)
+      if (views?.size === 0) this.#views.delete(view.route.model)
+    }
+    this.#requireBus().unfollow(view.route.model)
+  }
+
+  /** Re-reads one subscription's view and sends it whole (after it fell behind). */
+  resync (subscription: Subscription): void {
+    const model = subscription.view.route.model
+    void this.#queue(model).job(async () => {
+      if (subscription.closed) return
+      const rows = await subscription.view.readAll()
+      this.#join(subscription, rows)
+      this.#sendResync(subscription, rows)
+    }).catch((err: unknown) => this.#failed(model, err))
+  }
+
+  /** Resolves when every queued check has run (tests and graceful shutdown). */
+  async idle (): Promise<void> {
+    await Promise.all([...this.#queues.values()].map(async (queue) => { await queue.idle() }))
+  }
+
+  async #start (request: SubscribeRequest): Promise<Subscription> {
+    const model = request.view.route.model
+    const views = this.#views.get(model) ?? new Map<string, ViewSource>()
+    const view = views.get(request.view.key) ?? request.view
+    const rows = await view.readAll()
+    if (view.single && rows.size === 0) {
+      throw new InstanceNotFoundError(model, view.route.pk, request.lookupValue ?? '')
+    }
+    views.set(view.key, view)
+    this.#views.set(model, views)
+    const subscription = new Subscription(request.id, request.subscriber, view)
+    view.subscriptions.add(subscription)
+    this.#join(subscription, rows)
+    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined))
+    return subscription
+  }
+
+  /** Puts a subscription in the known state of its view equal to `rows`, making one if none is. */
+  #join (subscription: Subscription, rows: SerializedRows): void {
+    subscription.state?.subscriptions.delete(subscription)
+    let state: KnownState | undefined
+    for (const other of subscription.view.subscriptions) {
+      if (other.state !== undefined && sameRows(other.state.rows, rows)) { state = other.state; break }
+    }
+    state ??= new KnownState(rows)
+    state.subscriptions.add(subscription)
+    subscription.state = state
+  }
+
+  async #check (model: string, keys: ChangedKeys): Promise<void> {
+    const views = this.#views.get(model)
+    if (!views) return
+    for (const view of [...views.values()]) {
+      const reading = await view.read(keys)
+      if (reading !== undefined) this.#apply(view, reading)
+    }
+  }
+
+  /** Diffs one reading against each known state of the view and sends the differences. */
+  #apply (view: ViewSource, reading: ViewReading): void {
+    const modelJson = JSON.stringify(view.route.model)
+    const states = new Set<KnownState>()
+    for (const subscription of view.subscriptions) if (subscription.state) states.add(subscription.state)
+    for (const state of states) {
+      const tails: string[] = []
+      const told = state.rows
+      const examined = reading.examined ?? new Set([...told.keys(), ...reading.rows.keys()])
+      let changed = false
+      for (const key of examined) {
+        const now = reading.rows.get(key)
+        const before = told.get(key)
+        let action: BroadcastAction
+        let instance: string
+        if (now === undefined) {
+          if (before === undefined) continue
+          action = 'DELETED'
+          instance = deletedInstance(view.route.pk, before, key)
+        } else if (before === undefined) {
+          action = 'CREATED'
+          instance = now
+        } else if (before !== now) {
+          action = 'UPDATED'
+          instance = now
+        } else {
+          continue
+        }
+        if (!changed) {
+          // copy on write: the rows may be shared with a reading or another state
+          state.rows = new Map(told)
+          changed = true
+        }
+        if (now === undefined) state.rows.delete(key)
+        else state.rows.set(key, now)
+        tails.push(broadcastTail(modelJson, action, instance))
+      }
+      if (tails.length === 0) continue
+      for (const subscription of [...state.subscriptions]) {
+        for (const tail of tails) {
+          this.#counters.broadcastsSent++
+          if (!subscription.subscriber.send(broadcastFrame(subscription.idJson, tail))) {
+            // congested: stop telling it anything until its connection drains and asks for a resync
+            state.subscriptions.delete(subscription)
+            subscription.state = undefined
+            break
+          }
+        }
+      }
+    }
+  }
+
+  async #resyncModel (model: string): Promise<void> {
+    for (const view of [...(this.#views.get(model)?.values() ?? [])]) {
+      const rows = await view.readAll()
+      const state = new KnownState(rows)
+      for (const subscription of view.subscriptions) {
+        subscription.state?.subscriptions.delete(subscription)
+        subscription.state = state
+        state.subscriptions.add(subscription)
+        this.#sendResync(subscription, rows)
+      }
+    }
+  }
+
+  #sendResync (subscription: Subscription, rows: SerializedRows): void {
+    this.#counters.resyncsSent++
+    subscription.subscriber.send(resyncFrame(subscription.idJson, viewJson(rows, subscription.view.single)))
+  }
+
+  #queue (model: string): ModelQueue {
+    let queue = this.#queues.get(model)
+    if (!queue) {
+      queue = new ModelQueue({
+        check: (keys) => this.#check(model, keys),
+        failed: (err) => {
+          this.#failed(model, err)
+          // a failed check leaves views unverified: tell their subscribers rather than go stale silently
+          this.onGap([model])
+        }
+      })
+      this.#queues.set(model, queue)
+    }
+    return queue
+  }
+
+  #failed (model: string, err: unknown): void {
+    this.#log.error({ err, model }, 'fastify-rest-live: re-checking subscriptions failed')
+  }
+
+  #requireBus (): Bus {
+    /* c8 ignore next */
+    if (!this.#bus) throw new Error('fastify-rest-live: subscription manager used before its bus was attached')
+    return this.#bus
+  }
+}
+
+function sameRows (a: SerializedRows, b: SerializedRows): boolean {
+  if (a === b) return true
+  if (a.size !== b.size) return false
+  const left = a.entries()
+  for (const [key, value] of b) {
+    const next = left.next().value
+    if (next === undefined || next[0] !== key || next[1] !== value) return false
+  }
+  return true
+}

@@ -1,0 +1,81 @@
+/**
+ * One serial queue per model. Re-checks and snapshots of a model run one at a
+ * time, in arrival order, so each database read sees a state at least as new
+ * as the one before: broadcasts about a row reach subscribers in commit order,
+ * and a snapshot taken in the queue can never be overtaken by an older check.
+ *
+ * Change notices waiting together are coalesced into one pass (a burst of
+ * writes costs one check per distinct queryset, not one per write).
+ */
+
+/** Changed primary keys (key → raw value), or null for "anything may have changed". */
+export type ChangedKeys = Map<string, unknown> | null
+
+type Task =
+  | { kind: 'changes', keys: ChangedKeys }
+  | { kind: 'job', run: () => Promise<void> }
+
+export interface ModelQueueHandlers {
+  check (keys: ChangedKeys): Promise<void>
+  failed (err: unknown): void
+}
+
+export class ModelQueue {
+  readonly #tasks: Task[] = []
+  readonly #handlers: ModelQueueHandlers
+  #running = false
+  #idle: Array<() => void> = []
+
+  constructor (handlers: ModelQueueHandlers) {
+    this.#handlers = handlers
+  }
+
+  changes (keys: ChangedKeys): void {
+    const last = this.#tasks[this.#tasks.length - 1]
+    if (last?.kind === 'changes') last.keys = mergeKeys(last.keys, keys)
+    else this.#tasks.push({ kind: 'changes', keys: keys === null ? null : new Map(keys) })
+    this.#drain()
+  }
+
+  /** Runs `run` after everything queued so far; resolves or rejects with it. */
+  job<T> (run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#tasks.push({ kind: 'job', run: () => run().then(resolve, reject) })
+      this.#drain()
+    })
+  }
+
+  /** Resolves when nothing is queued or running. */
+  idle (): Promise<void> {
+    if (!this.#running && this.#tasks.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
+  }
+
+  #drain (): void {
+    if (this.#running) return
+    this.#running = true
+    // start on a later tick so writes committed together coalesce
+    setImmediate(() => { void this.#loop() })
+  }
+
+  async #loop (): Promise<void> {
+    for (let task = this.#tasks.shift(); task !== undefined; task = this.#tasks.shift()) {
+      try {
+        if (task.kind === 'job') await task.run()
+        else await this.#handlers.check(task.keys)
+      } catch (err) {
+        this.#handlers.failed(err)
+      }
+    }
+    this.#running = false
+    const idle = this.#idle
+    this.#idle = []
+    for (const resolve of idle) resolve()
+  }
+}
+
+function mergeKeys (into: ChangedKeys, from: ChangedKeys): ChangedKeys {
+  if (into === null || from === null) return null
+  for (const [key, value] of from) into.set(key, value)
+  return into
+}

@@ -1,0 +1,35 @@
+/**
+ * A subscription, and what its subscriber was last told.
+ *
+ * Subscribers of one view that were told the same thing share one
+ * `KnownState`: a change is diffed once per state, not once per subscriber,
+ * and an idle subscription costs a few small objects, not a copy of its view.
+ */
+import type { SerializedRows, ViewSource } from './view.js'
+
+/** The connection side of a subscription. */
+export interface Subscriber {
+  /** Queues a frame; returns false when the socket is congested and broadcasts should pause. */
+  send (frame: string): boolean
+}
+
+export class KnownState {
+  readonly subscriptions = new Set<Subscription>()
+  constructor (public rows: SerializedRows) {}
+}
+
+export class Subscription {
+  /** The id as JSON, spliced into every frame for this subscription. */
+  readonly idJson: string
+  /** Shared with every subscription told the same; undefined while stale (awaiting a resync). */
+  state: KnownState | undefined = undefined
+  closed = false
+
+  constructor (readonly id: string | number, readonly subscriber: Subscriber, readonly view: ViewSource) {
+    this.idJson = JSON.stringify(id)
+  }
+
+  get stale (): boolean {
+    return this.state === undefined
+  }
+}

@@ -1,0 +1,273 @@
+/**
+ * One client socket: reads frames, enforces the per-socket limits, routes each
+ * frame to subscribe / unsubscribe / request, and writes answers with
+ * backpressure (a congested socket stops receiving broadcasts and is resynced
+ * once it drains, instead of buffering without bound or losing changes silently).
+ */
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { WebSocket } from 'ws'
+import {
+  BadFrameError, DuplicateSubscriptionError, FrameTooLargeError, NoRouteError,
+  RateLimitedError, TooManySubscriptionsError, toFrameFailure
+} from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
+import type { AuthorizedView, Credentials, SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
+import type { SubscriptionManager } from '../subscriptions/manager.js'
+import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
+import { QuerysetView, RefetchView, type RouteFetcher, type ViewSource } from '../subscriptions/view.js'
+import { frameIdOf, parseFrame, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
+
+/** What every connection shares. */
+export interface ConnectionContext {
+  app: FastifyInstance
+  log: FastifyBaseLogger
+  options: ResolvedOptions
+  registry: RouteRegistry
+  manager: SubscriptionManager
+  authorizer: SubscriptionAuthorizer
+  fetchRoute: RouteFetcher
+  countQuery: () => void
+  /** Extra frame shapes (the channels-api adapter); returns true when it took the frame. */
+  extraFrame?: (connection: Connection, value: unknown) => boolean
+}
+
+const DRAIN_POLL_MS = 20
+
+export class Connection implements Subscriber {
+  readonly #socket: WebSocket
+  readonly #ctx: ConnectionContext
+  readonly credentials: Credentials
+  readonly #subscriptions = new Map<string, Subscription | Promise<Subscription | undefined>>()
+  #tokens: number
+  #lastRefill = Date.now()
+  #drainTimer: NodeJS.Timeout | undefined
+  #closed = false
+
+  constructor (socket: WebSocket, credentials: Credentials, ctx: ConnectionContext) {
+    this.#socket = socket
+    this.#ctx = ctx
+    this.credentials = credentials
+    this.#tokens = ctx.options.maxFramesPerSecond
+    socket.on('message', (data, isBinary) => { this.#receive(data as Buffer, isBinary) })
+    socket.on('close', () => { this.#teardown() })
+    socket.on('error', (err) => { ctx.log.debug({ err }, 'fastify-rest-live: socket error') })
+  }
+
+  get subscriptionCount (): number {
+    return this.#subscriptions.size
+  }
+
+  /** Writes a frame. False when the socket is congested: the caller should stop broadcasting to it. */
+  send (frame: string): boolean {
+    if (this.#closed) return true
+    if (this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes) {
+      this.#watchDrain()
+      return false
+    }
+    this.#socket.send(frame)
+    return true
+  }
+
+  close (code: number, reason: string): void {
+    if (this.#socket.readyState === this.#socket.OPEN || this.#socket.readyState === this.#socket.CONNECTING) {
+      this.#socket.close(code, reason)
+    }
+    this.#teardown()
+  }
+
+  /** Answers a frame with an error; the connection stays open. */
+  sendError (id: string | number | null, err: unknown): void {
+    const failure = toFrameFailure(err)
+    if (failure.statusCode === 500) this.#ctx.log.error({ err }, 'fastify-rest-live: frame failed')
+    this.#socket.send(JSON.stringify({ type: 'error', id, code: failure.statusCode, message: failure.message }))
+  }
+
+  #receive (data: Buffer, isBinary: boolean): void {
+    if (this.#closed) return
+    if (!this.#takeToken()) return
+    if (data.length > this.#ctx.options.maxPayload) {
+      this.sendError(null, new FrameTooLargeError(data.length, this.#ctx.options.maxPayload))
+      return
+    }
+    if (isBinary) {
+      this.sendError(null, new BadFrameError('binary frames are not accepted; send JSON text frames'))
+      return
+    }
+    const text = data.toString('utf8')
+    if (this.#ctx.extraFrame !== undefined) {
+      let value: unknown
+      try { value = JSON.parse(text) } catch { value = undefined }
+      if (value !== undefined && this.#ctx.extraFrame(this, value)) return
+    }
+    let frame
+    try {
+      frame = parseFrame(text)
+    } catch (err) {
+      let id: string | number | null = null
+      try { id = frameIdOf(JSON.parse(text)) } catch {}
+      this.sendError(id, err)
+      return
+    }
+    switch (frame.type) {
+      case 'subscribe': void this.#subscribe(frame); break
+      case 'unsubscribe': void this.#unsubscribe(frame); break
+      case 'request': void this.#request(frame); break
+    }
+  }
+
+  /** Token bucket: a burst of maxFramesPerSecond, refilled at that rate; twice over closes the socket. */
+  #takeToken (): boolean {
+    const limit = this.#ctx.options.maxFramesPerSecond
+    const now = Date.now()
+    this.#tokens = Math.min(limit, this.#tokens + (now - this.#lastRefill) * limit / 1000)
+    this.#lastRefill = now
+    this.#tokens -= 1
+    if (this.#tokens >= 0) return true
+    if (this.#tokens < -limit) {
+      this.close(1008, 'frame rate limit exceeded')
+      return false
+    }
+    this.sendError(null, new RateLimitedError(limit))
+    return false
+  }
+
+  async #subscribe (frame: SubscribeFrame): Promise<void> {
+    const key = JSON.stringify(frame.id)
+    if (this.#subscriptions.has(key)) {
+      this.sendError(frame.id, new DuplicateSubscriptionError(key))
+      return
+    }
+    if (this.#subscriptions.size >= this.#ctx.options.maxSubscriptions) {
+      this.sendError(frame.id, new TooManySubscriptionsError(this.#ctx.options.maxSubscriptions))
+      return
+    }
+    const pending = this.#startSubscription(frame).catch((err: unknown) => {
+      this.#subscriptions.delete(key)
+      if (!this.#closed) this.sendError(frame.id, err)
+      return undefined
+    })
+    this.#subscriptions.set(key, pending)
+    const subscription = await pending
+    if (subscription === undefined) return
+    if (this.#closed || this.#subscriptions.get(key) !== pending) {
+      // the socket closed or the client unsubscribed while the snapshot was read
+      this.#ctx.manager.unsubscribe(subscription)
+      return
+    }
+    this.#subscriptions.set(key, subscription)
+  }
+
+  async #startSubscription (frame: SubscribeFrame): Promise<Subscription> {
+    const url = frame.path ?? this.#urlFor(frame)
+    const authorized = await this.#ctx.authorizer.authorize(url, this.credentials)
+    const request: Parameters<SubscriptionManager['subscribe']>[0] = {
+      id: frame.id,
+      subscriber: this,
+      view: this.#viewFor(authorized),
+      snapshot: frame.snapshot === true
+    }
+    if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue
+    return await this.#ctx.manager.subscribe(request)
+  }
+
+  #viewFor (authorized: AuthorizedView): ViewSource {
+    if (authorized.kind === 'queryset') {
+      return new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, this.#ctx.countQuery)
+    }
+    return new RefetchView(authorized.key, authorized.route, authorized.url, this.credentials, this.#ctx.fetchRoute)
+  }
+
+  /** The URL a django-rest-live style frame (model + action + kwargs) stands for. */
+  #urlFor (frame: SubscribeFrame): string {
+    const route = this.#ctx.registry.resolve(frame.model as string, frame.action as 'list' | 'retrieve')
+    return buildUrl(route, frame)
+  }
+
+  async #unsubscribe (frame: UnsubscribeFrame): Promise<void> {
+    const key = JSON.stringify(frame.id)
+    const entry = this.#subscriptions.get(key)
+    if (entry === undefined) {
+      this.sendError(frame.id, new NoRouteError(`no subscription with id ${key} on this socket`))
+      return
+    }
+    this.#subscriptions.delete(key)
+    const subscription = await entry
+    if (subscription !== undefined) this.#ctx.manager.unsubscribe(subscription)
+    this.#socket.send(JSON.stringify({ type: 'unsubscribed', id: frame.id }))
+  }
+
+  async #request (frame: RequestFrame): Promise<void> {
+    try {
+      const headers: Record<string, string> = { ...this.credentials }
+      const hasBody = frame.body !== undefined
+      if (hasBody) headers['content-type'] = 'application/json'
+      const response = await this.#ctx.app.inject({
+        method: frame.method,
+        url: frame.path,
+        headers,
+        ...(hasBody ? { payload: JSON.stringify(frame.body) } : {})
+      })
+      const isJson = String(response.headers['content-type'] ?? '').includes('json')
+      const body = response.body === '' ? 'null' : isJson ? response.body : JSON.stringify(response.body)
+      if (!this.#closed) this.#socket.send(`{"type":"response","id":${JSON.stringify(frame.id)},"status":${response.statusCode},"body":${body}}`)
+    } catch (err) {
+      this.sendError(frame.id, err)
+    }
+  }
+
+  #watchDrain (): void {
+    if (this.#drainTimer !== undefined) return
+    const check = (): void => {
+      this.#drainTimer = undefined
+      if (this.#closed) return
+      if (this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes / 2) {
+        this.#drainTimer = setTimeout(check, DRAIN_POLL_MS)
+        return
+      }
+      for (const entry of this.#subscriptions.values()) {
+        if (!(entry instanceof Promise) && entry.stale) this.#ctx.manager.resync(entry)
+      }
+    }
+    this.#drainTimer = setTimeout(check, DRAIN_POLL_MS)
+  }
+
+  #teardown (): void {
+    if (this.#closed) return
+    this.#closed = true
+    if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer)
+    for (const entry of this.#subscriptions.values()) {
+      if (entry instanceof Promise) continue // #subscribe unsubscribes it when it settles
+      this.#ctx.manager.unsubscribe(entry)
+    }
+    this.#subscriptions.clear()
+  }
+}
+
+function encodeQuery (params: SubscribeFrame['query_params']): string {
+  if (params === undefined) return ''
+  const search = new URLSearchParams()
+  for (const [name, value] of Object.entries(params)) {
+    for (const item of Array.isArray(value) ? value : [value]) search.append(name, String(item))
+  }
+  const text = search.toString()
+  return text === '' ? '' : `?${text}`
+}
+
+export function buildUrl (route: RealtimeRoute, frame: SubscribeFrame): string {
+  const kwargs: Record<string, unknown> = { ...frame.view_kwargs }
+  if (frame.lookup_by !== undefined) kwargs[route.lookup] = frame.lookup_by
+  for (const name of Object.keys(kwargs)) {
+    if (!route.params.includes(name)) {
+      throw new BadFrameError(`view_kwargs has "${name}", which route ${route.url} does not take (its parameters: ${route.params.join(', ') || 'none'})`)
+    }
+  }
+  const path = route.url.replace(/:([A-Za-z0-9_]+)(\([^)]*\))?/g, (_match, name: string) => {
+    const value = kwargs[name]
+    if (value === undefined) {
+      throw new BadFrameError(name === route.lookup ? `route ${route.url} needs "lookup_by"` : `route ${route.url} needs view_kwargs.${name}`)
+    }
+    return encodeURIComponent(String(value))
+  })
+  return path + encodeQuery(frame.query_params)
+}

@@ -1,0 +1,125 @@
+/**
+ * A tasks application like the one in the README: list and retrieve routes
+ * with querysets scoped to the authenticated user, plus create/update/delete.
+ * Users authenticate with `authorization: Bearer <user id>`.
+ */
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import type { Knex } from 'knex'
+import restLive, { type RestLiveOptions } from '../../lib/index.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    userId: number | undefined
+  }
+}
+
+export const TaskSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    title: { type: 'string' },
+    owner_id: { type: 'integer' },
+    done: { type: 'boolean' }
+  },
+  required: ['id', 'title', 'owner_id', 'done']
+} as const
+
+export interface TasksApp {
+  app: FastifyInstance
+  db: Knex
+  table: string
+}
+
+export interface BuildOptions {
+  db: Knex
+  table: string
+  plugin?: Partial<RestLiveOptions>
+  /** Skip the queryset: the refetch path. */
+  noQueryset?: boolean
+}
+
+function requireUser (request: FastifyRequest): number {
+  const userId = request.userId
+  if (userId === undefined) throw Object.assign(new Error('authentication required'), { statusCode: 401 })
+  return userId
+}
+
+export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
+  const { db, table } = options
+  const app = Fastify({ logger: false })
+  app.decorateRequest('userId', undefined)
+  app.addHook('onRequest', async (request) => {
+    const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
+    request.userId = match ? Number(match[1]) : undefined
+  })
+  await app.register(restLive, { knex: db, ...options.plugin })
+
+  const queryset = (request: FastifyRequest): Knex.QueryBuilder => {
+    const query = request.query as { done?: boolean }
+    const builder = db(table).where(`${table}.owner_id`, requireUser(request)).orderBy(`${table}.id`)
+    return query.done === undefined ? builder : builder.where(`${table}.done`, query.done)
+  }
+  const realtime = options.noQueryset === true ? { model: table } : { model: table, queryset }
+
+  app.get('/tasks', {
+    schema: {
+      querystring: { type: 'object', properties: { done: { type: 'boolean' } }, additionalProperties: false },
+      response: { 200: { type: 'array', items: TaskSchema } }
+    },
+    config: { realtime },
+    handler: async (request) => {
+      requireUser(request)
+      return options.noQueryset === true ? await queryset(request) : await app.realtime.list(request)
+    }
+  })
+  app.get('/tasks/:id', {
+    schema: {
+      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
+      response: { 200: TaskSchema }
+    },
+    config: { realtime },
+    handler: async (request, reply) => {
+      requireUser(request)
+      if (options.noQueryset !== true) return await app.realtime.retrieve(request)
+      const row = await queryset(request).where(`${table}.id`, (request.params as { id: number }).id).first()
+      return row === undefined ? await reply.code(404).send({ message: 'not found' }) : row
+    }
+  })
+  app.post('/tasks', {
+    schema: {
+      body: { type: 'object', properties: { title: { type: 'string', minLength: 1 }, done: { type: 'boolean' } }, required: ['title'], additionalProperties: false },
+      response: { 201: TaskSchema }
+    },
+    handler: async (request, reply) => {
+      const owner = requireUser(request)
+      const body = request.body as { title: string, done?: boolean }
+      const [row] = await db(table).insert({ title: body.title, done: body.done ?? false, owner_id: owner }).returning('*')
+      return await reply.code(201).send(row)
+    }
+  })
+  app.patch('/tasks/:id', {
+    schema: {
+      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
+      body: { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' }, owner_id: { type: 'integer' } }, additionalProperties: false },
+      response: { 200: TaskSchema }
+    },
+    handler: async (request, reply) => {
+      const owner = requireUser(request)
+      const id = (request.params as { id: number }).id
+      const changed = await db(table).where({ id, owner_id: owner }).update(request.body as object)
+      if (changed === 0) return await reply.code(404).send({ message: 'not found' })
+      return await db(table).where({ id }).first()
+    }
+  })
+  app.delete('/tasks/:id', {
+    schema: { params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] } },
+    handler: async (request, reply) => {
+      const owner = requireUser(request)
+      const id = (request.params as { id: number }).id
+      const deleted = await db(table).where({ id, owner_id: owner }).del()
+      return await reply.code(deleted === 0 ? 404 : 204).send()
+    }
+  })
+  await app.ready()
+  return { app, db, table }
+}
