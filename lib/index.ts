@@ -21,6 +21,7 @@ import { SubscriptionManager } from './subscriptions/manager.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
+import { registerInspector } from './inspector/inspector.js'
 import { createRedisBus } from './bus/redis-bus.js'
 
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
@@ -101,14 +102,16 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     socket.on('close', () => { connections.delete(connection) })
   })
 
-  app.decorate('realtime', createRealtimeDecorator({
+  const realtime = createRealtimeDecorator({
     registry,
     counters,
     bus: () => bus,
     connections: () => connections.size,
     subscriptions: () => manager.subscriptionCount,
     settled: () => manager.idle()
-  }))
+  })
+  app.decorate('realtime', realtime)
+  if (options.inspector) registerInspector(app, options.path, { stats: () => realtime.stats(), routes: () => manager.describe() })
 
   app.addHook('onReady', async () => {
     await bus.ready()

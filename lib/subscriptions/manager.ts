@@ -47,6 +47,21 @@ export class SubscriptionManager {
     return count
   }
 
+  /** Per route: how many distinct views and subscriptions it has (for the inspector). */
+  describe (): Array<{ model: string, route: string, kind: string, views: number, subscriptions: number }> {
+    const byRoute = new Map<string, { model: string, route: string, kind: string, views: number, subscriptions: number }>()
+    for (const views of this.#views.values()) {
+      for (const view of views.values()) {
+        const { model, url, kind } = view.route
+        const entry = byRoute.get(url) ?? { model, route: url, kind, views: 0, subscriptions: 0 }
+        entry.views++
+        entry.subscriptions += view.subscriptions.size
+        byRoute.set(url, entry)
+      }
+    }
+    return [...byRoute.values()]
+  }
+
   /** A change committed (here or on another node). */
   onEvent (event: ChangeEvent): void {
     this.#counters.eventsReceived++

@@ -38,6 +38,10 @@ export interface BuildOptions {
   noQueryset?: boolean
 }
 
+function notFound (): Error {
+  return Object.assign(new Error('not found'), { statusCode: 404 })
+}
+
 function requireUser (request: FastifyRequest): number {
   const userId = request.userId
   if (userId === undefined) throw Object.assign(new Error('authentication required'), { statusCode: 401 })
@@ -82,7 +86,8 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
       requireUser(request)
       if (options.noQueryset !== true) return await app.realtime.retrieve(request)
       const row = await queryset(request).where(`${table}.id`, (request.params as { id: number }).id).first()
-      return row === undefined ? await reply.code(404).send({ message: 'not found' }) : row
+      if (row === undefined) throw notFound()
+      return row
     }
   })
   app.post('/tasks', {
@@ -107,7 +112,7 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
       const owner = requireUser(request)
       const id = (request.params as { id: number }).id
       const changed = await db(table).where({ id, owner_id: owner }).update(request.body as object)
-      if (changed === 0) return await reply.code(404).send({ message: 'not found' })
+      if (changed === 0) throw notFound()
       return await db(table).where({ id }).first()
     }
   })
