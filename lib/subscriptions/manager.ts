@@ -138,7 +138,7 @@ export class SubscriptionManager {
     const subscription = new Subscription(request.id, request.subscriber, view)
     view.subscriptions.add(subscription)
     this.#join(subscription, rows)
-    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined))
+    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined), false)
     return subscription
   }
 
@@ -203,8 +203,9 @@ export class SubscriptionManager {
       if (tails.length === 0) continue
       for (const subscription of [...state.subscriptions]) {
         for (const tail of tails) {
-          this.#counters.broadcastsSent++
-          if (!subscription.subscriber.send(broadcastFrame(subscription.idJson, tail))) {
+          if (subscription.subscriber.send(broadcastFrame(subscription.idJson, tail))) {
+            this.#counters.broadcastsSent++
+          } else {
             // congested: stop telling it anything until its connection drains and asks for a resync
             state.subscriptions.delete(subscription)
             subscription.state = undefined
@@ -230,7 +231,7 @@ export class SubscriptionManager {
 
   #sendResync (subscription: Subscription, rows: SerializedRows): void {
     this.#counters.resyncsSent++
-    subscription.subscriber.send(resyncFrame(subscription.idJson, viewJson(rows, subscription.view.single)))
+    subscription.subscriber.send(resyncFrame(subscription.idJson, viewJson(rows, subscription.view.single)), false)
   }
 
   #queue (model: string): ModelQueue {

@@ -9,8 +9,12 @@ import type { SerializedRows, ViewSource } from './view.js'
 
 /** The connection side of a subscription. */
 export interface Subscriber {
-  /** Queues a frame; returns false when the socket is congested and broadcasts should pause. */
-  send (frame: string): boolean
+  /**
+   * Queues a frame; returns false when the socket is congested and broadcasts
+   * should pause. Control frames (`subscribed`, `resync`) pass `droppable: false`
+   * and are always queued.
+   */
+  send (frame: string, droppable?: boolean): boolean
 }
 
 export class KnownState {

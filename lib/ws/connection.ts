@@ -59,9 +59,9 @@ export class Connection implements Subscriber {
   }
 
   /** Writes a frame. False when the socket is congested: the caller should stop broadcasting to it. */
-  send (frame: string): boolean {
+  send (frame: string, droppable = true): boolean {
     if (this.#closed) return true
-    if (this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes) {
+    if (droppable && this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes) {
       this.#watchDrain()
       return false
     }
