@@ -35,6 +35,13 @@ export const RedisConnectError = createError<[string, string]>(
   500
 )
 
+export const InvalidResourceError = createError<[string, string]>(
+  'FST_REST_LIVE_INVALID_RESOURCE',
+  'fastify-rest-live: app.realtime.resource(): %s %s',
+  500,
+  TypeError
+)
+
 // Decorations
 export const NotRealtimeRouteError = createError<[string, string]>(
   'FST_REST_LIVE_NOT_A_REALTIME_ROUTE',

@@ -23,9 +23,13 @@ import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
 import { registerInspector } from './inspector/inspector.js'
 import { createRedisBus } from './bus/redis-bus.js'
+import { ChannelsAdapter } from './channels/adapter.js'
 
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
 export * as errors from './errors.js'
+export type { ResourceOptions } from './types.js'
+export { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf } from './channels/permissions.js'
+export type { PermissionCheck, PermissionHook, PermissionOptions, UserOf } from './channels/permissions.js'
 
 const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) => {
   const options = resolveOptions(rawOptions)
@@ -69,6 +73,10 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const capture = new KnexCapture({ knex: options.knex, trackedPk: (table) => registry.pkOf(table), publish: publishCommitted })
   capture.install()
 
+  // added before @fastify/websocket's own preClose, which closes every socket without a code (1005)
+  app.addHook('preClose', async () => {
+    for (const connection of connections) connection.close(1001, 'server shutting down')
+  })
   if (!app.hasDecorator('websocketServer')) {
     // a hard ceiling above maxPayload: frames between the two get a 413 answer, larger ones a 1009 close
     await app.register(websocket, { options: { maxPayload: options.maxPayload * 4 } })
@@ -89,6 +97,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
       return { statusCode: response.statusCode, body }
     }
   }
+  // channels-api frames ({ stream, payload }) share the socket and its connection state
+  const channels = new ChannelsAdapter(ctx)
+  ctx.extraFrame = channels.handleFrame
 
   app.get(options.path, {
     websocket: true,
@@ -108,16 +119,14 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     bus: () => bus,
     connections: () => connections.size,
     subscriptions: () => manager.subscriptionCount,
-    settled: () => manager.idle()
+    settled: () => manager.idle(),
+    resource: (stream, resourceOptions) => { channels.resources.declare(stream, resourceOptions) }
   })
   app.decorate('realtime', realtime)
   if (options.inspector) registerInspector(app, options.path, { stats: () => realtime.stats(), routes: () => manager.describe() })
 
   app.addHook('onReady', async () => {
     await bus.ready()
-  })
-  app.addHook('preClose', async () => {
-    for (const connection of connections) connection.close(1001, 'server shutting down')
   })
   app.addHook('onClose', async () => {
     capture.uninstall()

@@ -9,7 +9,8 @@ import { InvalidOptionError } from './errors.js'
 import type { RestLiveOptions } from './types.js'
 
 const ScalarOptions = Type.Object({
-  knex: Type.Unknown(),
+  // optional here so a missing knex gets the specific message below, not "expected required property"
+  knex: Type.Optional(Type.Unknown()),
   redis: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Object({})])),
   path: Type.Optional(Type.String({ pattern: '^/' })),
   channelPrefix: Type.Optional(Type.String({ minLength: 1, pattern: '^[^\\s*?\\[\\]]+$' })),
@@ -49,7 +50,8 @@ export const defaults = {
 function describe (value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'an array'
-  return typeof value === 'string' ? JSON.stringify(value) : `a ${typeof value}`
+  if (typeof value === 'string') return JSON.stringify(value)
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
 }
 
 function isKnex (value: unknown): value is Knex {
@@ -68,7 +70,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     const error = checkOptions.Errors(ours).First()
     /* c8 ignore next */
     if (!error) throw new InvalidOptionError('object', 'is invalid')
-    const name = error.path.replace(/^\//, '').split('/')[0] ?? ''
+    const name = String(error.path.replace(/^\//, '').split('/')[0])
     if (!(name in ScalarOptions.properties)) {
       throw new InvalidOptionError(`'${name}'`, 'is not a fastify-rest-live option (known: ' + Object.keys(ScalarOptions.properties).join(', ') + ')')
     }

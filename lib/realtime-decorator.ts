@@ -17,6 +17,8 @@ export interface DecoratorDeps {
   connections: () => number
   subscriptions: () => number
   settled: () => Promise<void>
+  /** Declares a channels-api resource (lib/channels). */
+  resource: RealtimeDecorator['resource']
 }
 
 const ops = new Set<WriteOp>(['insert', 'update', 'delete'])
@@ -55,6 +57,8 @@ export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator
     },
 
     settled: deps.settled,
+
+    resource: deps.resource,
 
     stats (): RealtimeStats {
       return {

@@ -46,7 +46,7 @@ export interface RestLiveOptions {
   maxFramesPerSecond?: number
   /** Bytes queued on a socket before its broadcasts pause and it is resynced (default 4 MiB). */
   maxBufferedBytes?: number
-  /** Browser origins allowed to open a cookie-authenticated socket (default: same origin only). */
+  /** Browser origins allowed to open a cookie-authenticated socket, besides the page's own origin (always allowed). */
   allowedOrigins?: string[]
   /** Serve a debug page at `<path>/inspector` (default false). */
   inspector?: boolean
@@ -75,6 +75,21 @@ export interface RealtimeDecorator {
   stats (): RealtimeStats
   /** Resolves once every change received so far has been re-checked and its broadcasts written (for tests). */
   settled (): Promise<void>
+  /**
+   * Declares a channels-api resource: `{ stream, payload }` frames on the socket
+   * run the app's own routes under `prefix` (see docs/channels-api.md).
+   */
+  resource (stream: string, options: ResourceOptions): void
+}
+
+/** A channels-api resource (stream), declared with `app.realtime.resource(stream, options)`. */
+export interface ResourceOptions {
+  /** The routes' common path: list/create at `prefix`, retrieve/update/delete at `prefix/:pk`. */
+  prefix: string
+  /** Items per `list` page (default 25, channels-api's DEFAULT_PAGE_SIZE). */
+  pageSize?: number
+  /** The `model` named in event frames (default: the table of the realtime route that produced the event). */
+  model?: string
 }
 
 declare module 'fastify' {

@@ -1,5 +1,222 @@
-import type { Bus, BusListener } from './bus.js'
-export interface RedisBusOptions { redis: unknown, channelPrefix: string, listener: BusListener, log: unknown }
-export async function createRedisBus (_options: RedisBusOptions): Promise<Bus> {
-  throw new Error('Redis bus: not implemented yet')
+/**
+ * The Redis bus: many nodes share changes over Redis pub/sub, one channel per
+ * model (`${channelPrefix}:${model}`), with no silent loss.
+ *
+ * - Publishing: each event is wrapped in an envelope (origin node id and a
+ *   per-channel sequence number, see redis-sequence.ts) and serialized once.
+ *   This node's own subscribers get the event directly, without a round trip
+ *   (so they keep working while Redis is down); other nodes get it from Redis.
+ *   A publish never throws into the writer: while Redis is unreachable ioredis
+ *   queues commands and sends them in order on reconnect; one that fails
+ *   anyway (its retries ran out) is logged and counted, and the next message
+ *   on that channel, or a bare notice sent as soon as Redis is back, carries a
+ *   drop flag that makes every receiver resync the model.
+ * - Receiving: a dedicated subscriber connection, subscribed only to the
+ *   models local subscribers follow (redis-interest.ts). A hole in a sender's
+ *   sequence, a drop flag, or a subscriber connection that dropped and came
+ *   back (network, `CLIENT KILL`, client-output-buffer-limit) calls
+ *   `listener.gap(models)`: the affected views are re-read and their
+ *   subscribers get a `resync` frame, then live broadcasts resume.
+ */
+import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { Bus, BusListener, ChangeEvent } from './bus.js'
+import { closeConnection, openRedisConnections, type RedisConnections } from './redis-connections.js'
+import { ChannelInterest } from './redis-interest.js'
+import { decodeEnvelope, InboundSequences, OutboundSequences } from './redis-sequence.js'
+
+export interface RedisBusOptions {
+  /** A URL, ioredis options or an ioredis instance. */
+  redis: unknown
+  channelPrefix: string
+  listener: BusListener
+  log: FastifyBaseLogger
+  /** How long each connection may take to be ready at startup (default 10 s). */
+  startupTimeoutMs?: number
+  /** This node's id on the bus (default: random, so a restarted node is a new origin). */
+  nodeId?: string
+}
+
+export async function createRedisBus (options: RedisBusOptions): Promise<RedisBus> {
+  const nodeId = options.nodeId ?? randomBytes(8).toString('hex')
+  const connections = await openRedisConnections({
+    redis: options.redis,
+    name: `${options.channelPrefix}:${nodeId}`,
+    timeoutMs: options.startupTimeoutMs ?? 10_000
+  })
+  return new RedisBus(connections, { ...options, nodeId })
+}
+
+export class RedisBus implements Bus {
+  readonly nodeId: string
+  readonly #prefix: string
+  readonly #listener: BusListener
+  readonly #log: FastifyBaseLogger
+  readonly #publisher: Redis
+  readonly #subscriber: Redis
+  readonly #ownsPublisher: boolean
+  readonly #address: string
+  readonly #interest: ChannelInterest
+  readonly #outbound = new OutboundSequences()
+  readonly #inbound = new InboundSequences()
+  /** Whether the subscriber connection is up (false between a drop and its resubscription). */
+  #listening = true
+  /** Whether publish failures are being reported already (logged once per outage). */
+  #publishFailing = false
+  #closed = false
+
+  constructor (connections: RedisConnections, options: RedisBusOptions & { nodeId: string }) {
+    this.nodeId = options.nodeId
+    this.#prefix = options.channelPrefix
+    this.#listener = options.listener
+    this.#log = options.log
+    this.#publisher = connections.publisher
+    this.#subscriber = connections.subscriber
+    this.#ownsPublisher = connections.ownsPublisher
+    this.#address = connections.address
+    this.#interest = new ChannelInterest({
+      subscribe: (channel) => this.#subscriber.subscribe(channel),
+      unsubscribe: (channel) => {
+        this.#inbound.forget(channel)
+        // a failed UNSUBSCRIBE only means hearing a channel nobody here follows, until the next reconnect
+        this.#subscriber.unsubscribe(channel).catch(() => {})
+      }
+    })
+    this.#subscriber.on('message', this.#onMessage)
+    this.#subscriber.on('close', this.#onSubscriberClose)
+    this.#subscriber.on('ready', this.#onSubscriberReady)
+    this.#subscriber.on('error', this.#onConnectionError)
+    this.#publisher.on('ready', this.#onPublisherReady)
+    // an instance given to us reports its own errors; ours must not print "Unhandled error event"
+    if (this.#ownsPublisher) this.#publisher.on('error', this.#onConnectionError)
+  }
+
+  channelOf (model: string): string {
+    return `${this.#prefix}:${model}`
+  }
+
+  /** Publishes that never reached Redis (each made its receivers resync). */
+  get droppedPublishes (): number {
+    return this.#outbound.droppedCount
+  }
+
+  async publish (event: ChangeEvent): Promise<void> {
+    if (this.#closed) return
+    const channel = this.channelOf(event.model)
+    if (this.#interest.modelOf(channel) !== undefined) this.#listener.event(event)
+    let payload: string
+    try {
+      payload = this.#outbound.encode(this.nodeId, channel, event)
+    } catch (err) {
+      // rows JSON cannot carry (a BigInt): other nodes re-check the model's whole views instead
+      this.#log.warn({ err, model: event.model }, 'fastify-rest-live: a change could not be serialized; publishing it without its rows')
+      payload = this.#outbound.encode(this.nodeId, channel, { model: event.model, op: event.op, rows: null })
+    }
+    await this.#send(channel, payload)
+  }
+
+  async follow (model: string): Promise<void> {
+    await this.#interest.follow(this.channelOf(model), model)
+  }
+
+  unfollow (model: string): void {
+    this.#interest.unfollow(this.channelOf(model))
+  }
+
+  async ready (): Promise<void> {}
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#publisher.off('ready', this.#onPublisherReady)
+    this.#publisher.off('error', this.#onConnectionError)
+    this.#subscriber.off('close', this.#onSubscriberClose)
+    this.#subscriber.off('ready', this.#onSubscriberReady)
+    await Promise.all([
+      closeConnection(this.#subscriber),
+      this.#ownsPublisher ? closeConnection(this.#publisher) : undefined
+    ])
+    this.#subscriber.off('message', this.#onMessage)
+    this.#subscriber.off('error', this.#onConnectionError)
+  }
+
+  async #send (channel: string, payload: string): Promise<void> {
+    try {
+      await this.#publisher.publish(channel, payload)
+    } catch (err) {
+      this.#outbound.dropped(channel)
+      if (!this.#publishFailing) {
+        this.#publishFailing = true
+        this.#log.error({ err, channel, redis: this.#address }, 'fastify-rest-live: publishing to Redis failed; writes go on, and other nodes will resync once Redis is back')
+      }
+    }
+  }
+
+  readonly #onMessage = (channel: string, raw: string): void => {
+    const model = this.#interest.modelOf(channel)
+    // a message still in flight when this node unsubscribed
+    if (model === undefined) return
+    const envelope = decodeEnvelope(raw)
+    if (envelope === undefined) {
+      this.#log.warn({ channel }, 'fastify-rest-live: ignored a message that is not a fastify-rest-live event (is another application using this channelPrefix?)')
+      return
+    }
+    if (envelope.o === this.nodeId) return
+    const verdict = this.#inbound.check(channel, envelope.o, envelope.s)
+    if (verdict === 'duplicate') return
+    if (verdict === 'gap' || envelope.d === 1) {
+      this.#log.warn({ model, origin: envelope.o, reason: verdict === 'gap' ? 'sequence gap' : 'publishes dropped at origin' }, 'fastify-rest-live: events may have been missed; resyncing')
+      this.#listener.gap([model])
+      return
+    }
+    if (envelope.e !== undefined) this.#listener.event(envelope.e)
+  }
+
+  readonly #onSubscriberClose = (): void => {
+    this.#inbound.clear()
+    if (!this.#listening) return
+    this.#listening = false
+    this.#log.warn({ redis: this.#address }, 'fastify-rest-live: lost the Redis subscriber connection; subscribers will be resynced when it is back')
+  }
+
+  readonly #onSubscriberReady = (): void => {
+    void this.#resubscribe()
+  }
+
+  /** After a reconnect: listen again to every followed channel, then resync their views. */
+  async #resubscribe (): Promise<void> {
+    const channels = this.#interest.channels()
+    try {
+      if (channels.length > 0) await this.#subscriber.subscribe(...channels)
+    } catch (err) {
+      // dropped again before it was done (the next 'ready' tries again), or refused (an ACL change)
+      this.#log.error({ err, redis: this.#address, channels }, 'fastify-rest-live: re-subscribing after a Redis reconnect failed; this node hears no changes until its next reconnect')
+      return
+    }
+    this.#listening = true
+    const models = this.#interest.models()
+    this.#log.info({ redis: this.#address, models }, 'fastify-rest-live: Redis subscriber connection is back; resyncing')
+    this.#listener.gap(models)
+  }
+
+  readonly #onPublisherReady = (): void => {
+    // after ioredis has sent its offline queue (it does so right after emitting 'ready')
+    queueMicrotask(() => { this.#announceDrops() })
+  }
+
+  /** Tells receivers of every channel that lost publishes to resync, and says so once. */
+  #announceDrops (): void {
+    const channels = this.#outbound.pendingDrops()
+    if (this.#publishFailing) {
+      this.#publishFailing = false
+      this.#log.warn({ redis: this.#address, dropped: this.#outbound.droppedCount, channels }, 'fastify-rest-live: Redis is back for publishing; nodes that missed events are told to resync')
+    }
+    for (const channel of channels) void this.#send(channel, this.#outbound.encode(this.nodeId, channel))
+  }
+
+  readonly #onConnectionError = (err: Error): void => {
+    // ioredis reports every failed reconnect attempt; the loss itself is logged once, on close
+    this.#log.debug({ err, redis: this.#address }, 'fastify-rest-live: Redis connection error')
+  }
 }

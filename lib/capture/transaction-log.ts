@@ -15,9 +15,9 @@ const patterns: Array<[RegExp, ControlStatement]> = [
   [/^\s*(BEGIN|START\s+TRANSACTION)\b/i, 'begin'],
   [/^\s*SAVEPOINT\b/i, 'savepoint'],
   [/^\s*RELEASE\b/i, 'release'],
-  [/^\s*ROLLBACK\s+TO\b/i, 'rollbackTo'],
+  [/^\s*ROLLBACK\s+((TRANSACTION|WORK)\s+)?TO\b/i, 'rollbackTo'],
   [/^\s*(COMMIT|END)\b/i, 'commit'],
-  [/^\s*ROLLBACK\b/i, 'rollback']
+  [/^\s*(ROLLBACK|ABORT)\b/i, 'rollback']
 ]
 
 export function classifyStatement (sql: string): ControlStatement | undefined {
@@ -52,14 +52,19 @@ export class TransactionLog {
         else this.#open.set(connection, [[]])
         return
       case 'release': {
-        // the savepoint's writes now belong to the enclosing level
-        const released = stack && stack.length > 1 ? stack.pop() : undefined
-        if (released && stack) stack[stack.length - 1]?.push(...released)
+        /* c8 ignore next */
+        if (!stack) return // the database refuses RELEASE outside a transaction
+        // the savepoint's writes now belong to the enclosing level; releasing the
+        // savepoint that opened the transaction (SQLite) commits it
+        const released = stack.length > 1 ? stack.pop() : undefined
+        if (released) stack[stack.length - 1]?.push(...released)
+        else this.apply(connection, 'commit')
         return
       }
       case 'rollbackTo':
-        if (stack && stack.length > 1) stack.pop()
-        else if (stack) stack[0] = []
+        // the savepoint survives ROLLBACK TO (it can be rolled back to again or
+        // released): only the writes made since it are dropped
+        if (stack) stack[stack.length - 1] = []
         return
       case 'commit':
         this.#open.delete(connection)

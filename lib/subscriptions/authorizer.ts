@@ -77,10 +77,12 @@ export class SubscriptionAuthorizer {
     const probe = this.#probeOf(request)
     const url = request.routeOptions.url
     if (probe === undefined || this.#registry.has(url ?? '')) return
-    probe.reject(url !== undefined && request.routeOptions.config.realtime !== undefined
+    const error = url !== undefined && request.routeOptions.config.realtime !== undefined
       ? new NoRouteError(new EarlyRouteError(url).message)
-      : new NoRouteError(`no realtime route matches ${request.url}`))
-    await reply.code(404).send()
+      : new NoRouteError(`no realtime route matches ${request.url}`)
+    probe.reject(error)
+    // authorize() reads the answer, not the rejection: the message must travel in the body
+    await reply.code(404).send({ statusCode: 404, error: 'Not Found', message: error.message })
   }
 
   /** Runs GET `url` as a subscription request; resolves with the view it may follow. */

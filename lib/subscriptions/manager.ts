@@ -6,6 +6,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Bus, ChangeEvent } from '../bus/bus.js'
 import { InstanceNotFoundError } from '../errors.js'
+import { ViewIndex } from '../matcher/view-index.js'
 import type { RouteRegistry } from '../registry/route-registry.js'
 import type { Counters } from '../stats.js'
 import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
@@ -26,6 +27,8 @@ export interface SubscribeRequest {
 export class SubscriptionManager {
   readonly #views = new Map<string, Map<string, ViewSource>>()
   readonly #queues = new Map<string, ModelQueue>()
+  /** Per model: finds the views a changed row can affect (equality filters), so a change skips the rest. */
+  readonly #indexes = new Map<string, ViewIndex>()
   readonly #registry: RouteRegistry
   readonly #log: FastifyBaseLogger
   readonly #counters: Counters
@@ -70,7 +73,8 @@ export class SubscriptionManager {
     let keys: ChangedKeys = null
     if (event.rows !== null) {
       keys = new Map()
-      for (const row of event.rows) keys.set(keyOf(row[pk]), row[pk])
+      const deleted = event.op === 'delete'
+      for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted })
     }
     this.#queue(event.model).changes(keys)
   }
@@ -104,7 +108,11 @@ export class SubscriptionManager {
     if (view.subscriptions.size === 0) {
       const views = this.#views.get(view.route.model)
       views?.delete(view.key)
-      if (views?.size === 0) this.#views.delete(view.route.model)
+      this.#indexes.get(view.route.model)?.remove(view)
+      if (views?.size === 0) {
+        this.#views.delete(view.route.model)
+        this.#indexes.delete(view.route.model)
+      }
     }
     this.#requireBus().unfollow(view.route.model)
   }
@@ -133,6 +141,7 @@ export class SubscriptionManager {
     if (view.single && rows.size === 0) {
       throw new InstanceNotFoundError(model, view.route.pk, request.lookupValue ?? '')
     }
+    if (!views.has(view.key)) this.#index(model).add(view)
     views.set(view.key, view)
     this.#views.set(model, views)
     const subscription = new Subscription(request.id, request.subscriber, view)
@@ -152,14 +161,19 @@ export class SubscriptionManager {
     state ??= new KnownState(rows)
     state.subscriptions.add(subscription)
     subscription.state = state
+    this.#indexes.get(subscription.view.route.model)?.hold(subscription.view, rows.keys())
   }
 
   async #check (model: string, keys: ChangedKeys): Promise<void> {
     const views = this.#views.get(model)
     if (!views) return
-    for (const view of [...views.values()]) {
-      const reading = await view.read(keys)
-      if (reading !== undefined) this.#apply(view, reading)
+    const index = this.#index(model)
+    const visits = keys === null ? new Map([...views.values()].map((view) => [view, null])) : index.route(keys)
+    for (const [view, changes] of visits) {
+      const reading = await view.read(changes)
+      if (reading === undefined) continue
+      this.#apply(view, reading)
+      index.settle(view, reading)
     }
   }
 
@@ -219,6 +233,7 @@ export class SubscriptionManager {
   async #resyncModel (model: string): Promise<void> {
     for (const view of [...(this.#views.get(model)?.values() ?? [])]) {
       const rows = await view.readAll()
+      this.#index(model).hold(view, rows.keys())
       const state = new KnownState(rows)
       for (const subscription of view.subscriptions) {
         subscription.state?.subscriptions.delete(subscription)
@@ -232,6 +247,15 @@ export class SubscriptionManager {
   #sendResync (subscription: Subscription, rows: SerializedRows): void {
     this.#counters.resyncsSent++
     subscription.subscriber.send(resyncFrame(subscription.idJson, viewJson(rows, subscription.view.single)), false)
+  }
+
+  #index (model: string): ViewIndex {
+    let index = this.#indexes.get(model)
+    if (index === undefined) {
+      index = new ViewIndex()
+      this.#indexes.set(model, index)
+    }
+    return index
   }
 
   #queue (model: string): ModelQueue {

@@ -7,9 +7,22 @@
  * Change notices waiting together are coalesced into one pass (a burst of
  * writes costs one check per distinct queryset, not one per write).
  */
+import type { Row } from '../types.js'
 
-/** Changed primary keys (key → raw value), or null for "anything may have changed". */
-export type ChangedKeys = Map<string, unknown> | null
+/** One changed row as its event told it. */
+export interface ChangedRow {
+  /** The primary key's raw value. */
+  pk: unknown
+  /** The row after the change (the deleted row for a delete), as the event carried it; undefined when unknown. */
+  row: Row | undefined
+  /** The row no longer exists. */
+  deleted: boolean
+  /** The row serialized by each serializer that needed it: once per route, shared by every view. */
+  serialized?: Map<(row: Row) => string, string>
+}
+
+/** Changed rows by primary key (the latest change of a key wins), or null for "anything may have changed". */
+export type ChangedKeys = Map<string, ChangedRow> | null
 
 type Task =
   | { kind: 'changes', keys: ChangedKeys }

@@ -5,9 +5,11 @@
  * per subscriber.
  */
 import type { Knex } from 'knex'
+import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
+import { matcherStats } from '../matcher/stats.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
-import type { ChangedKeys } from './model-queue.js'
+import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
 
 /** Rows of a view as the subscriber would see them: primary key → serialized row, in REST order. */
@@ -30,7 +32,12 @@ export abstract class ViewSource {
   /** The whole view, now. */
   abstract readAll (): Promise<SerializedRows>
   /** The part of the view a set of changed keys can affect, or undefined when they cannot affect it. */
-  abstract readChanged (keys: Map<string, unknown>): Promise<ViewReading | undefined>
+  abstract readChanged (keys: Map<string, ChangedRow>): Promise<ViewReading | undefined>
+
+  /** An equality every row of the view satisfies, to find the view by a changed row's value (see ViewIndex). */
+  get indexKey (): IndexKey | undefined {
+    return undefined
+  }
 
   /** Whether the view is a single instance (a retrieve route). */
   get single (): boolean {
@@ -38,6 +45,7 @@ export abstract class ViewSource {
   }
 
   async read (keys: ChangedKeys): Promise<ViewReading | undefined> {
+    matcherStats.viewsRead++
     if (keys === null) return { rows: await this.readAll(), examined: null }
     return await this.readChanged(keys)
   }
@@ -45,11 +53,18 @@ export abstract class ViewSource {
 
 const CHUNK = 500
 
-/** A view defined by the route's queryset: re-checked with `where pk in (…)`. */
+/**
+ * A view defined by the route's queryset. A changed row is matched in memory
+ * when the queryset compiles to a predicate (simple where clauses) and the
+ * event carried the whole row; otherwise the changed keys are re-checked with
+ * one `where pk in (…)` per view.
+ */
 export class QuerysetView extends ViewSource {
   readonly #builder: Knex.QueryBuilder
   readonly #lookupKey: string | undefined
   readonly #countQuery: () => void
+  /** null until compiled (on the first read), then the predicate or undefined. */
+  #matcher: Matcher | undefined | null = null
 
   constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, lookupKey: string | undefined, countQuery: () => void) {
     super(key, route)
@@ -58,24 +73,68 @@ export class QuerysetView extends ViewSource {
     this.#countQuery = countQuery
   }
 
+  override get indexKey (): IndexKey | undefined {
+    return this.#matcher?.index
+  }
+
   async readAll (): Promise<SerializedRows> {
+    if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk)
     this.#countQuery()
     return this.#serialize(await this.#builder.clone() as Row[])
   }
 
-  async readChanged (keys: Map<string, unknown>): Promise<ViewReading | undefined> {
+  async readChanged (keys: Map<string, ChangedRow>): Promise<ViewReading | undefined> {
     if (this.#lookupKey !== undefined) {
-      if (!keys.has(this.#lookupKey)) return undefined
-      return { rows: await this.readAll(), examined: [this.#lookupKey] }
+      const change = keys.get(this.#lookupKey)
+      if (change === undefined) return undefined
+      const inView = this.#decide(change)
+      if (inView === undefined) return { rows: await this.readAll(), examined: [this.#lookupKey] }
+      return { rows: inView ? new Map([[this.#lookupKey, this.#serializeChange(change)]]) : new Map(), examined: [this.#lookupKey] }
     }
-    const values = [...keys.values()]
+    const decided: SerializedRows = new Map()
+    const values: unknown[] = []
+    for (const [key, change] of keys) {
+      const inView = this.#decide(change)
+      if (inView === undefined) values.push(change.pk)
+      else if (inView) decided.set(key, this.#serializeChange(change))
+    }
+    if (values.length === 0) return { rows: decided, examined: [...keys.keys()] }
     const rows: Row[] = []
     for (let start = 0; start < values.length; start += CHUNK) {
       this.#countQuery()
       const chunk = await this.#builder.clone().whereIn(pkColumn(this.route), values.slice(start, start + CHUNK) as readonly Knex.Value[]) as Row[]
       rows.push(...chunk)
     }
-    return { rows: this.#serialize(rows), examined: keys.keys() }
+    const read = this.#serialize(rows)
+    for (const [key, row] of decided) read.set(key, row)
+    // an array, not keys.keys(): the reading is diffed once per known state, and an iterator runs out after the first
+    return { rows: read, examined: [...keys.keys()] }
+  }
+
+  /** Whether a changed row is in the view, decided without the database; undefined when the database must tell. */
+  #decide (change: ChangedRow): boolean | undefined {
+    if (change.deleted) {
+      matcherStats.rowsEvaluated++
+      return false
+    }
+    const matcher = this.#matcher
+    const row = change.row
+    const inView = matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
+    if (inView === undefined) matcherStats.rowsFromDatabase++
+    else matcherStats.rowsEvaluated++
+    return inView
+  }
+
+  /** The changed row serialized as the route does: once per serializer, whichever views need it. */
+  #serializeChange (change: ChangedRow): string {
+    const serialize = this.route.serialize ?? JSON.stringify
+    change.serialized ??= new Map()
+    let text = change.serialized.get(serialize)
+    if (text === undefined) {
+      text = serialize(change.row as Row)
+      change.serialized.set(serialize, text)
+    }
+    return text
   }
 
   #serialize (rows: Row[]): SerializedRows {

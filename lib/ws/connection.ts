@@ -32,6 +32,16 @@ export interface ConnectionContext {
   extraFrame?: (connection: Connection, value: unknown) => boolean
 }
 
+/** Per-connection state kept outside this class (the channels-api adapter's subscriptions). */
+export interface ConnectionExtra {
+  /** Subscriptions it holds: they count towards maxSubscriptions. */
+  readonly size: number
+  /** The socket drained after congestion: resync what went stale. */
+  drained (): void
+  /** The socket closed: release everything. */
+  teardown (): void
+}
+
 const DRAIN_POLL_MS = 20
 
 export class Connection implements Subscriber {
@@ -43,6 +53,7 @@ export class Connection implements Subscriber {
   #lastRefill = Date.now()
   #drainTimer: NodeJS.Timeout | undefined
   #closed = false
+  readonly #extras: ConnectionExtra[] = []
 
   constructor (socket: WebSocket, credentials: Credentials, ctx: ConnectionContext) {
     this.#socket = socket
@@ -56,6 +67,20 @@ export class Connection implements Subscriber {
 
   get subscriptionCount (): number {
     return this.#subscriptions.size
+  }
+
+  get closed (): boolean {
+    return this.#closed
+  }
+
+  /** Ties extra per-connection state to this connection's drain and teardown. */
+  attach (extra: ConnectionExtra): void {
+    this.#extras.push(extra)
+  }
+
+  /** Writes an answer to a client frame: answers are never dropped for congestion, only broadcasts are. */
+  reply (frame: string): void {
+    if (!this.#closed) this.#socket.send(frame)
   }
 
   /** Writes a frame. False when the socket is congested: the caller should stop broadcasting to it. */
@@ -138,7 +163,7 @@ export class Connection implements Subscriber {
       this.sendError(frame.id, new DuplicateSubscriptionError(key))
       return
     }
-    if (this.#subscriptions.size >= this.#ctx.options.maxSubscriptions) {
+    if (this.#subscriptions.size + this.#extras.reduce((sum, extra) => sum + extra.size, 0) >= this.#ctx.options.maxSubscriptions) {
       this.sendError(frame.id, new TooManySubscriptionsError(this.#ctx.options.maxSubscriptions))
       return
     }
@@ -228,6 +253,7 @@ export class Connection implements Subscriber {
       for (const entry of this.#subscriptions.values()) {
         if (!(entry instanceof Promise) && entry.stale) this.#ctx.manager.resync(entry)
       }
+      for (const extra of this.#extras) extra.drained()
     }
     this.#drainTimer = setTimeout(check, DRAIN_POLL_MS)
   }
@@ -241,6 +267,7 @@ export class Connection implements Subscriber {
       this.#ctx.manager.unsubscribe(entry)
     }
     this.#subscriptions.clear()
+    for (const extra of this.#extras.splice(0)) extra.teardown()
   }
 }
 

@@ -29,7 +29,7 @@ export const UnsubscribeFrame = Type.Object({
 export const RequestFrame = Type.Object({
   type: Type.Literal('request'),
   id: FrameId,
-  method: Type.Union(['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].map((method) => Type.Literal(method))),
+  method: Type.Union(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'].map((method) => Type.Literal(method))),
   path: Type.String({ pattern: '^/' }),
   body: Type.Optional(Type.Unknown())
 }, { additionalProperties: false })
@@ -79,14 +79,22 @@ export function validateFrame (value: unknown): ClientFrame {
     if (error === undefined) throw new BadFrameError(`invalid ${String(type)} frame`)
     const field = error.path.replace(/^\//, '').replace(/\//g, '.')
     const known = Object.keys((validator.Schema() as unknown as { properties: object }).properties)
-    if (!known.includes(field.split('.')[0] ?? '')) {
+    if (!known.includes(String(field.split('.')[0]))) {
       throw new BadFrameError(`unknown field "${field}" in ${String(type)} frame (allowed: ${known.join(', ')})`)
     }
-    throw new BadFrameError(`invalid "${field}" in ${String(type)} frame: ${error.message.toLowerCase()}`)
+    throw new BadFrameError(`invalid "${field}" in ${String(type)} frame: ${describeExpected(error.schema) ?? error.message.toLowerCase()}`)
   }
   const frame = value as ClientFrame
   if (frame.type === 'subscribe') checkSubscribeTarget(frame)
   return frame
+}
+
+/** A union's alternatives in words ("expected one of …"), where TypeBox would only say "Expected union value". */
+function describeExpected (schema: TSchema): string | undefined {
+  const options = (schema as { anyOf?: TSchema[] }).anyOf
+  if (options === undefined) return undefined
+  const names = options.map((option) => 'const' in option ? JSON.stringify(option.const) : String(option.type))
+  return `expected one of ${names.join(', ')}`
 }
 
 function checkSubscribeTarget (frame: SubscribeFrame): void {

@@ -17,6 +17,7 @@ export function checkOrigin (request: FastifyRequest, allowedOrigins: string[] |
   } catch {
     return `origin ${JSON.stringify(origin)} is not a valid origin`
   }
-  if (allowedOrigins === undefined && originHost === request.headers.host) return undefined
+  // the page's own origin is always allowed; allowedOrigins adds to it
+  if (originHost === request.headers.host) return undefined
   return `origin ${origin} may not open a cookie-authenticated socket (add it to the allowedOrigins option)`
 }
