@@ -30,13 +30,21 @@ function client (system, port, owner, path) {
     let ws
     const fail = (err) => reject(err)
     if (system === 'ours') {
-      ws = new WebSocket(`ws://127.0.0.1:${port}/ws/subscribe`, { headers: { authorization: `Bearer ${owner}` } })
-      ws.on('open', () => ws.send(JSON.stringify({ type: 'subscribe', id: 1, path })))
+      ws = new WebSocket(`ws://127.0.0.1:${port}/ws/subscribe`, { headers: { authorization: `Bearer ${owner ?? 1}` } })
+      ws.subscribed = null
+      ws.subscribe = (subscribePath) => new Promise((resolve, reject) => {
+        ws.subscribed = { resolve, reject }
+        ws.send(JSON.stringify({ type: 'subscribe', id: 1, path: subscribePath }))
+      })
+      ws.on('open', () => {
+        if (path === null) resolve(ws)
+        else ws.subscribe(path).then(() => resolve(ws), reject)
+      })
       ws.on('message', (data) => {
         const text = data.toString()
         if (text.startsWith('{"type":"broadcast"')) delivered(text)
-        else if (text.startsWith('{"type":"subscribed"')) resolve(ws)
-        else if (text.startsWith('{"type":"error"')) reject(new Error(text))
+        else if (text.startsWith('{"type":"subscribed"')) ws.subscribed?.resolve()
+        else if (text.startsWith('{"type":"error"')) ws.subscribed?.reject(new Error(text))
       })
     } else if (system === 'ws') {
       ws = new WebSocket(`ws://127.0.0.1:${port}/`)
@@ -74,19 +82,25 @@ function client (system, port, owner, path) {
 async function handle (message) {
   switch (message.cmd) {
     case 'connect': {
-      const { system, port, n, owners, path } = message
+      // owners: 'all' (no filter), 'one' (everyone filters on owner 1), 'distinct' (client i on owner i)
+      const { system, port, n, owners, path = null } = message
       const batch = 200
       for (let i = 0; i < n; i += batch) {
         const opening = []
-        for (let j = i; j < Math.min(n, i + batch); j++) opening.push(client(system, port, owners === 'distinct' ? j + 1 : (system === 'ours' ? 1 : null), path))
+        for (let j = i; j < Math.min(n, i + batch); j++) opening.push(client(system, port, owners === 'distinct' ? j + 1 : owners === 'one' ? 1 : null, path))
         clients.push(...await Promise.all(opening))
       }
       return { connected: clients.length }
+    }
+    case 'subscribe': {
+      for (let i = 0; i < clients.length; i += 200) await Promise.all(clients.slice(i, i + 200).map((ws) => ws.subscribe(message.path)))
+      return { subscribed: clients.length }
     }
     case 'expect': {
       count = 0
       target = message.total
       latencies = message.latency ? [] : null
+      process.send({ seq: message.seq, armed: true, partial: true })
       const result = await new Promise((resolve) => {
         const timer = setTimeout(() => resolve({ t1: now(), timedOut: true }), message.deadlineMs)
         onTarget = () => { clearTimeout(timer); resolve({ t1: now(), timedOut: false }) }

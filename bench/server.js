@@ -131,7 +131,7 @@ const systems = {
       write: async (rows) => {
         for (const row of rows) {
           const [created] = await db('tasks').insert(row).returning('*')
-          io.to('all').emit('created', created)
+          io.to(['all', `owner:${created.owner_id}`]).emit('created', created)
         }
       },
       writeMany: async (rows) => {

@@ -11,6 +11,7 @@ import fp from 'fastify-plugin'
 import type { Bus, BusListener, ChangeEvent } from './bus/bus.js'
 import { MemoryBus } from './bus/memory-bus.js'
 import { KnexCapture } from './capture/knex-capture.js'
+import { markCaptured } from './capture/local-sequence.js'
 import { EarlyRouteError } from './errors.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
@@ -67,6 +68,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
 
   const publishCommitted = (events: ChangeEvent[]): void => {
     for (const event of coalesce(events)) {
+      if (capture.ordered) markCaptured(event)
       bus.publish(event).catch((err: unknown) => { app.log.error({ err, model: event.model }, 'fastify-rest-live: publishing a change failed') })
     }
   }

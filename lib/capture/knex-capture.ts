@@ -30,6 +30,8 @@ interface CompiledQuery {
 /** The parts of Knex's (untyped) client and builder internals the capture touches. */
 interface KnexClientInternals {
   dialect?: string
+  config?: { pool?: unknown }
+  poolDefaults?: () => { max?: unknown }
   query: (this: KnexClientInternals, connection: object, query: CompiledQuery | string) => Promise<CompiledQuery>
   runner: (this: KnexClientInternals, builder: BuilderInternals) => RunnerInternals
   _query: (this: KnexClientInternals, connection: object, query: CompiledQuery) => Promise<CompiledQuery>
@@ -73,6 +75,19 @@ export class KnexCapture {
     this.#dialect = dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : 'unsupported'
     this.#log = new TransactionLog(options.publish)
     this.#trackedPk = options.trackedPk
+  }
+
+  /**
+   * Whether captured writes are reported in commit order: true when every write
+   * goes through one connection (SQLite's pool of one). With several pooled
+   * connections, two writes to one row can have their responses handled in
+   * either order within a tick, so their rows must not overwrite each other in
+   * memory (see local-sequence.ts).
+   */
+  get ordered (): boolean {
+    const config = this.#client.config?.pool as { max?: unknown } | undefined
+    const max = config?.max ?? this.#client.poolDefaults?.().max
+    return max === 1
   }
 
   install (): void {

@@ -5,6 +5,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Bus, ChangeEvent } from '../bus/bus.js'
+import { capturedSequence } from '../capture/local-sequence.js'
 import { InstanceNotFoundError } from '../errors.js'
 import { ViewIndex } from '../matcher/view-index.js'
 import type { RouteRegistry } from '../registry/route-registry.js'
@@ -74,7 +75,8 @@ export class SubscriptionManager {
     if (event.rows !== null) {
       keys = new Map()
       const deleted = event.op === 'delete'
-      for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted })
+      const sequence = capturedSequence(event)
+      for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted, sequence })
     }
     this.#queue(event.model).changes(keys)
   }

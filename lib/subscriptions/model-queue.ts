@@ -17,6 +17,8 @@ export interface ChangedRow {
   row: Row | undefined
   /** The row no longer exists. */
   deleted: boolean
+  /** This node's capture stamp (see capture/local-sequence.ts); undefined for events from elsewhere. */
+  sequence?: number | undefined
   /** The row serialized by each serializer that needed it: once per route, shared by every view. */
   serialized?: Map<(row: Row) => string, string>
 }

@@ -7,6 +7,7 @@
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
 import { matcherStats } from '../matcher/stats.js'
+import { currentSequence } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
@@ -65,6 +66,8 @@ export class QuerysetView extends ViewSource {
   readonly #countQuery: () => void
   /** null until compiled (on the first read), then the predicate or undefined. */
   #matcher: Matcher | undefined | null = null
+  /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
+  #readAt = 0
 
   constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, lookupKey: string | undefined, countQuery: () => void) {
     super(key, route)
@@ -80,6 +83,7 @@ export class QuerysetView extends ViewSource {
   async readAll (): Promise<SerializedRows> {
     if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk)
     this.#countQuery()
+    this.#readAt = currentSequence()
     return this.#serialize(await this.#builder.clone() as Row[])
   }
 
@@ -100,6 +104,7 @@ export class QuerysetView extends ViewSource {
     }
     if (values.length === 0) return { rows: decided, examined: [...keys.keys()] }
     const rows: Row[] = []
+    this.#readAt = currentSequence()
     for (let start = 0; start < values.length; start += CHUNK) {
       this.#countQuery()
       const chunk = await this.#builder.clone().whereIn(pkColumn(this.route), values.slice(start, start + CHUNK) as readonly Knex.Value[]) as Row[]
@@ -119,7 +124,9 @@ export class QuerysetView extends ViewSource {
     }
     const matcher = this.#matcher
     const row = change.row
-    const inView = matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
+    // only a row captured here after this view's last read is known to be the newest version
+    const fresh = change.sequence !== undefined && change.sequence > this.#readAt
+    const inView = !fresh || matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
     if (inView === undefined) matcherStats.rowsFromDatabase++
     else matcherStats.rowsEvaluated++
     return inView
