@@ -23,6 +23,9 @@ const QUICK = process.env.BENCH_QUICK === '1'
 const SIZES = QUICK ? [1000] : [1000, 10000]
 const PEERS = ['socketio', 'mercurius', 'feathers']
 const DEADLINE_MS = 20000
+/** BENCH_ONLY=fanOut,distinct,unsupported,twoNodes,memory runs a subset. */
+const ONLY = process.env.BENCH_ONLY?.split(',')
+const want = (workload) => ONLY === undefined || ONLY.includes(workload)
 
 /** Whether a source file under `dir` changed after `time` (dist/ is stale). */
 function newerThan (dir, time) {
@@ -41,7 +44,8 @@ if (!existsSync(join(root, 'dist', 'index.js')) || newerThan(join(root, 'lib'), 
 // ----------------------------------------------------------------------------- child processes
 
 function child (script, args = [], env = {}) {
-  const proc = fork(join(bench, script), args, { execArgv: ['--expose-gc'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const extra = script === 'server.js' && process.env.BENCH_SERVER_ARGS ? process.env.BENCH_SERVER_ARGS.split(' ') : []
+  const proc = fork(join(bench, script), args, { execArgv: ['--expose-gc', ...extra], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] })
   let seq = 0
   const pending = new Map()
   proc.on('message', (message) => {
@@ -52,20 +56,28 @@ function child (script, args = [], env = {}) {
     if (message.error) entry.reject(new Error(`${script} ${args.join(' ')}: ${message.error}`))
     else entry.resolve(message)
   })
-  proc.on('exit', (code) => {
-    for (const entry of pending.values()) entry.reject(new Error(`${script} ${args.join(' ')} exited (${code})`))
+  let stderrTail = ''
+  proc.on('error', () => {}) // a send to a process that died: reported through its pending calls
+  proc.on('exit', (code, signal) => {
+    const why = /heap out of memory/.test(stderrTail) ? ': JavaScript heap out of memory' : ''
+    for (const entry of pending.values()) entry.reject(new Error(`${script} ${args.join(' ')} died (exit ${code ?? signal})${why}`))
     pending.clear()
+  })
+  proc.stderr.on('data', (data) => {
+    stderrTail = (stderrTail + data).slice(-4000)
+    if (!/Native stack trace|^\s*\d+: 0x/m.test(String(data))) process.stderr.write(data)
   })
   return {
     call (cmd, payload = {}, partial) {
       return new Promise((resolve, reject) => {
+        if (!proc.connected) { reject(new Error(`${script} ${args.join(' ')} is not running`)); return }
         const id = ++seq
         pending.set(id, { resolve, reject, partial })
         proc.send({ seq: id, cmd, ...payload })
       })
     },
     async stop () {
-      if (proc.exitCode !== null) return
+      if (proc.exitCode !== null || !proc.connected) return
       await Promise.race([this.call('stop').catch(() => {}), new Promise((resolve) => setTimeout(resolve, 2000))])
       proc.kill()
     }
@@ -203,7 +215,7 @@ async function twoNodes (system) {
   }
 }
 
-async function memory () {
+async function memory (path) {
   const n = QUICK ? 1000 : 5000
   const server = child('server.js', ['ours'])
   const load = child('load.js')
@@ -212,7 +224,7 @@ async function memory () {
     const base = (await server.call('stats')).memory
     await load.call('connect', { system: 'ours', port, n, owners: 'distinct', path: null })
     const connected = (await server.call('stats')).memory
-    await load.call('subscribe', { path: '/mine' })
+    await load.call('subscribe', { path })
     await until(async () => (await server.call('subscribers')).count >= n, 30000, 'subscriptions')
     const subscribed = (await server.call('stats')).memory
     return {
@@ -250,34 +262,37 @@ async function main () {
     '@feathersjs/feathers': version('@feathersjs/feathers'), '@feathersjs/knex': version('@feathersjs/knex'), 'feathers-sync': version('feathers-sync')
   }
   const w = results.workloads
+  Object.assign(w, { fanOut: {}, distinct: {}, unsupported: {}, twoNodes: {}, memory: undefined })
   console.log(`fastify-rest-live benchmark — ${results.machine.cpus} × ${results.machine.cpu}, Node ${process.version}${QUICK ? ' (quick)' : ''}`)
 
-  console.log('\n1. fan-out: one write → N subscribers of the same list')
-  w.fanOut = {}
-  for (const n of SIZES) {
+  if (want('fanOut')) console.log('\n1. fan-out: one write → N subscribers of the same list')
+  for (const n of want('fanOut') ? SIZES : []) {
     w.fanOut[n] = {}
     for (const system of ['ws', 'ours', ...PEERS]) w.fanOut[n][system] = await attempt(`N=${n} ${system}`, () => fanOut(system, n))
   }
 
-  console.log('\n2. distinct filters: N subscribers each on its own owner, one write per owner')
-  w.distinct = {}
-  for (const n of SIZES) {
+  if (want('distinct')) console.log('\n2. distinct filters: N subscribers each on its own owner, one write per owner')
+  for (const n of want('distinct') ? SIZES : []) {
     w.distinct[n] = {}
     for (const system of ['ours', ...PEERS]) w.distinct[n][system] = await attempt(`N=${n} ${system}`, () => distinct(system, n))
   }
 
-  console.log('\n3. a queryset the evaluator cannot handle (title like \'a%\')')
-  w.unsupported = {
-    shared: await attempt('1000 subscribers, one shared view', () => unsupported('/like', 'all', 1000, 20)),
-    distinct: await attempt('1000 subscribers, one view each (owner + like)', () => unsupported('/mine-like', 'distinct', 1000, 20))
+  if (want('unsupported')) {
+    console.log('\n3. a queryset the evaluator cannot handle (title like \'a%\')')
+    w.unsupported.shared = await attempt('1000 subscribers, one shared view', () => unsupported('/like', 'all', 1000, 20))
+    w.unsupported.distinct = await attempt('1000 subscribers, one view each (owner + like)', () => unsupported('/mine-like', 'distinct', 1000, 20))
   }
 
-  console.log('\n4. two nodes over Redis: write on node A → frame on node B')
-  w.twoNodes = {}
-  for (const system of ['ours', ...PEERS]) w.twoNodes[system] = await attempt(system, () => twoNodes(system))
+  if (want('twoNodes')) {
+    console.log('\n4. two nodes over Redis: write on node A → frame on node B')
+    for (const system of ['ours', ...PEERS]) w.twoNodes[system] = await attempt(system, () => twoNodes(system))
+  }
 
-  console.log('\n5. memory (fastify-rest-live)')
-  w.memory = await attempt('idle connections, then one subscription each', memory)
+  if (want('memory')) {
+    console.log('\n5. memory (fastify-rest-live)')
+    w.memory = await attempt('idle connections, then one subscription each, each its own view (/mine)', () => memory('/mine'))
+    w.memorySharedView = await attempt('idle connections, then one subscription each, all one view (/tasks)', () => memory('/tasks'))
+  }
 
   ratiosAndTargets()
   results.failures = failures
@@ -290,7 +305,7 @@ async function main () {
 }
 
 const rate = (value) => value?.error === undefined && value?.perSecond !== undefined && !value.timedOut ? value.perSecond : undefined
-const round = (x, digits = 2) => x === undefined ? null : Number(x.toFixed(digits))
+const round = (x, digits = 2) => x === undefined || !Number.isFinite(x) ? null : Number(x.toFixed(digits))
 
 function ratiosAndTargets () {
   const w = results.workloads
@@ -321,22 +336,25 @@ function ratiosAndTargets () {
     t[`≥ 3× ${peer} deliveries/s (fan-out, N=${big})`] = met(r[`fanOut${big}_ours_vs_${peer}`], (x) => x >= 3)
     t[`≥ 3× ${peer} deliveries/s (distinct, N=${big})`] = met(r[`distinct${big}_ours_vs_${peer}`], (x) => x >= 3)
   }
-  t['≤ 1 KB per idle subscription (heap)'] = met(w.memory?.heapPerSubscription === undefined ? null : round(w.memory.heapPerSubscription, 0), (x) => x <= 1024)
+  t['≤ 1 KB per idle subscription (heap, own view)'] = met(w.memory?.heapPerSubscription === undefined ? null : round(w.memory.heapPerSubscription, 0), (x) => x <= 1024)
+  t['≤ 1 KB per idle subscription (heap, shared view)'] = met(w.memorySharedView?.heapPerSubscription === undefined ? null : round(w.memorySharedView.heapPerSubscription, 0), (x) => x <= 1024)
 }
 
 function printTable () {
   const w = results.workloads
   const rows = [['workload', 'system', 'N', 'deliveries/s', 'seconds', 'db queries/change', 'note']]
   const cell = (v) => v?.error ? ['—', '—', '—', `failed: ${v.error.slice(0, 50)}`] : [Math.round(v.perSecond).toLocaleString('en'), v.seconds.toFixed(3), v.databaseQueriesPerChange ?? '', v.timedOut ? `timed out (${v.deliveries}/${v.expected})` : '']
-  for (const n of SIZES) for (const [system, v] of Object.entries(w.fanOut[n])) rows.push(['1 fan-out', system, n, ...cell(v)])
-  for (const n of SIZES) for (const [system, v] of Object.entries(w.distinct[n])) rows.push(['2 distinct', system, n, ...cell(v)])
+  for (const n of SIZES) for (const [system, v] of Object.entries(w.fanOut[n] ?? {})) rows.push(['1 fan-out', system, n, ...cell(v)])
+  for (const n of SIZES) for (const [system, v] of Object.entries(w.distinct[n] ?? {})) rows.push(['2 distinct', system, n, ...cell(v)])
   for (const [kind, v] of Object.entries(w.unsupported)) rows.push([`3 like (${kind})`, 'ours', 1000, ...cell(v)])
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => String(row[i]).length)))
   console.log('\n' + rows.map((row) => row.map((c, i) => String(c).padEnd(widths[i])).join('  ')).join('\n'))
   console.log('\n4 two nodes over Redis (latency write on A → frame on B)')
   for (const [system, v] of Object.entries(w.twoNodes)) console.log(`  ${system.padEnd(10)} ${describe(v)}`)
   const m = w.memory
-  if (m && !m.error) console.log(`\n5 memory: ${Math.round(m.rssPerConnection)} B RSS / ${Math.round(m.heapPerConnection)} B heap per idle connection; ${Math.round(m.rssPerSubscription)} B RSS / ${Math.round(m.heapPerSubscription)} B heap per idle subscription`)
+  if (m && !m.error) console.log(`\n5 memory: ${Math.round(m.rssPerConnection)} B RSS / ${Math.round(m.heapPerConnection)} B heap per idle connection; ${Math.round(m.rssPerSubscription)} B RSS / ${Math.round(m.heapPerSubscription)} B heap per idle subscription (own view)`)
+  const shared = w.memorySharedView
+  if (shared && !shared.error) console.log(`  ${Math.round(shared.rssPerSubscription)} B RSS / ${Math.round(shared.heapPerSubscription)} B heap per idle subscription sharing one view`)
   console.log('\nratios (ours / other):')
   for (const [name, value] of Object.entries(results.ratios)) console.log(`  ${name}: ${value ?? 'n/a'}`)
   console.log('\ntargets:')
@@ -350,8 +368,8 @@ function chart () {
   const colors = { ws: '#9ca3af', ours: '#2563eb', socketio: '#10b981', mercurius: '#e11d48', feathers: '#f59e0b' }
   const labels = { ws: 'ws loop (limit)', ours: 'fastify-rest-live', socketio: 'socket.io', mercurius: 'Mercurius', feathers: 'Feathers' }
   const groups = []
-  for (const n of SIZES) groups.push({ title: `1. fan-out, N=${n.toLocaleString('en')}`, values: w.fanOut[n] })
-  for (const n of SIZES) groups.push({ title: `2. distinct filters, N=${n.toLocaleString('en')}`, values: w.distinct[n] })
+  for (const n of SIZES) if (w.fanOut[n]) groups.push({ title: `1. fan-out, N=${n.toLocaleString('en')}`, values: w.fanOut[n] })
+  for (const n of SIZES) if (w.distinct[n]) groups.push({ title: `2. distinct filters, N=${n.toLocaleString('en')}`, values: w.distinct[n] })
   const max = Math.max(1, ...groups.flatMap((g) => Object.values(g.values).map((v) => v?.perSecond ?? 0)))
   const barH = 16
   const width = 760

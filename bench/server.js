@@ -143,7 +143,8 @@ const systems = {
 
   async mercurius ({ redis }) {
     const { default: Fastify } = await import('fastify')
-    const { default: mercurius, withFilter } = await import('mercurius')
+    const { default: mercurius } = await import('mercurius')
+    const { withFilter } = mercurius
     const app = Fastify({ logger: false })
     const schema = `
       type Task { id: Int! title: String! owner_id: Int! done: Boolean! }

@@ -11,7 +11,7 @@ import fp from 'fastify-plugin'
 import type { Bus, BusListener, ChangeEvent } from './bus/bus.js'
 import { MemoryBus } from './bus/memory-bus.js'
 import { KnexCapture } from './capture/knex-capture.js'
-import { markCaptured } from './capture/local-sequence.js'
+import { markCaptured, type CommitWindow } from './capture/local-sequence.js'
 import { EarlyRouteError } from './errors.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
@@ -66,9 +66,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     : await createRedisBus({ redis: options.redis, channelPrefix: options.channelPrefix, listener, log: app.log })
   manager.attach(bus)
 
-  const publishCommitted = (events: ChangeEvent[]): void => {
+  const publishCommitted = (events: ChangeEvent[], window: CommitWindow): void => {
     for (const event of coalesce(events)) {
-      if (capture.ordered) markCaptured(event)
+      markCaptured(event, window)
       bus.publish(event).catch((err: unknown) => { app.log.error({ err, model: event.model }, 'fastify-rest-live: publishing a change failed') })
     }
   }

@@ -11,6 +11,7 @@
 import type { Knex } from 'knex'
 import type { ChangeEvent } from '../bus/bus.js'
 import type { Row, WriteOp } from '../types.js'
+import { tick, type CommitWindow } from './local-sequence.js'
 import { TransactionLog, classifyStatement } from './transaction-log.js'
 
 const kWrite = Symbol('fastify-rest-live.write')
@@ -30,8 +31,6 @@ interface CompiledQuery {
 /** The parts of Knex's (untyped) client and builder internals the capture touches. */
 interface KnexClientInternals {
   dialect?: string
-  config?: { pool?: unknown }
-  poolDefaults?: () => { max?: unknown }
   query: (this: KnexClientInternals, connection: object, query: CompiledQuery | string) => Promise<CompiledQuery>
   runner: (this: KnexClientInternals, builder: BuilderInternals) => RunnerInternals
   _query: (this: KnexClientInternals, connection: object, query: CompiledQuery) => Promise<CompiledQuery>
@@ -49,7 +48,7 @@ export interface CaptureOptions {
   /** The primary key of a table some realtime route follows, or undefined to ignore the table. */
   trackedPk: (table: string) => string | undefined
   /** Committed changes, in commit order. */
-  publish: (events: ChangeEvent[]) => void
+  publish: (events: ChangeEvent[], window: CommitWindow) => void
 }
 
 const writeOps: Record<string, WriteOp> = { insert: 'insert', update: 'update', del: 'delete' }
@@ -75,19 +74,6 @@ export class KnexCapture {
     this.#dialect = dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : 'unsupported'
     this.#log = new TransactionLog(options.publish)
     this.#trackedPk = options.trackedPk
-  }
-
-  /**
-   * Whether captured writes are reported in commit order: true when every write
-   * goes through one connection (SQLite's pool of one). With several pooled
-   * connections, two writes to one row can have their responses handled in
-   * either order within a tick, so their rows must not overwrite each other in
-   * memory (see local-sequence.ts).
-   */
-  get ordered (): boolean {
-    const config = this.#client.config?.pool as { max?: unknown } | undefined
-    const max = config?.max ?? this.#client.poolDefaults?.().max
-    return max === 1
   }
 
   install (): void {
@@ -134,8 +120,9 @@ export class KnexCapture {
     const statement = typeof sql === 'string' ? classifyStatement(sql) : undefined
     if (statement === undefined) return await original.query.call(client, connection, compiled)
     try {
+      const sentAt = tick()
       const result = await original.query.call(client, connection, compiled)
-      this.#log.apply(connection, statement)
+      this.#log.apply(connection, statement, { sentAt, receivedAt: tick() })
       return result
     } catch (err) {
       if (statement === 'commit') this.#log.discard(connection)
@@ -155,21 +142,23 @@ export class KnexCapture {
     const userReturning = compiled.returning !== undefined && compiled.returning !== null &&
       !(this.#dialect === 'sqlite' && op === 'delete')
 
+    const sentAt = tick()
     if (this.#dialect === 'unsupported') {
       const result = await original.query.call(client, connection, compiled)
-      this.#log.record(connection, { model: table, op, rows: null })
+      this.#log.record(connection, { model: table, op, rows: null }, { sentAt, receivedAt: tick() })
       return result
     }
 
     if (userReturning) {
       const result = await original.query.call(client, connection, compiled)
       const rows = this.#responseRows(result)
-      this.#log.record(connection, { model: table, op, rows: rows?.every((row) => pk in row) ? rows : null })
+      this.#log.record(connection, { model: table, op, rows: rows?.every((row) => pk in row) ? rows : null }, { sentAt, receivedAt: tick() })
       return result
     }
 
     compiled.sql = `${compiled.sql} returning *`
     const result = await original.query.call(client, connection, compiled)
+    const window = { sentAt, receivedAt: tick() }
     const rows = this.#responseRows(result) ?? []
     if (this.#dialect === 'postgresql') {
       // without RETURNING, pg would have sent no rows; rowCount is unchanged
@@ -183,7 +172,7 @@ export class KnexCapture {
       result.response = { changes: rows.length, lastInsertRowid: lastID }
       result.context = { lastID, changes: rows.length }
     }
-    if (rows.length > 0) this.#log.record(connection, { model: table, op, rows })
+    if (rows.length > 0) this.#log.record(connection, { model: table, op, rows }, window)
     return result
   }
 

@@ -1,31 +1,46 @@
 /**
- * Orders this node's own captured writes against its database reads.
+ * Orders this node's captured writes against each other and against its
+ * database reads, so a changed row carried by an event can stand in for a
+ * database read only when it is provably the newest version.
  *
- * A changed row carried by an event may only stand in for a database read if
- * nothing newer can have been told to the subscriber already. That holds for
- * writes captured here after the view's last read, when the capture sees
- * commits in order (one connection: see KnexCapture.ordered). It does not hold
- * for events from other nodes (pub/sub can deliver two nodes' events about a
- * row out of commit order), for writes on a pool of connections (two responses
- * can be handled in either order), nor for events committed before a snapshot
- * but handled after it. Those are re-checked against the database, batched.
+ * A logical clock ticks when a committing statement (COMMIT, or a write outside
+ * a transaction) is sent and when its answer arrives: its commit window. If a
+ * commit was sent after every earlier capture of the model had been answered,
+ * nothing it raced can be newer, so its rows are trusted in memory. Overlapping
+ * windows (a pool of connections committing at once: two answers can be handled
+ * in either order), events from other nodes (pub/sub can deliver two nodes'
+ * events about a row out of commit order) and events handled after a newer
+ * read of the view are re-checked against the database, batched. Either way
+ * the last event about a row leaves every subscriber with its latest version.
  */
 import type { ChangeEvent } from '../bus/bus.js'
 
-const sequences = new WeakMap<ChangeEvent, number>()
-let last = 0
-
-/** Stamps an event this node captured after commit. */
-export function markCaptured (event: ChangeEvent): void {
-  sequences.set(event, ++last)
+export interface CommitWindow {
+  sentAt: number
+  receivedAt: number
 }
 
-/** The stamp of an event captured by this node, or undefined for any other event. */
+let clock = 0
+const trusted = new WeakMap<ChangeEvent, number>()
+const lastAnswered = new Map<string, number>()
+
+export function tick (): number {
+  return ++clock
+}
+
+/** Records an event this node captured after commit, in the order commits were answered. */
+export function markCaptured (event: ChangeEvent, window: CommitWindow): void {
+  const previous = lastAnswered.get(event.model) ?? 0
+  if (window.sentAt > previous) trusted.set(event, window.receivedAt)
+  lastAnswered.set(event.model, Math.max(previous, window.receivedAt))
+}
+
+/** When a trusted event's commit was answered; undefined for any event whose rows must be re-read. */
 export function capturedSequence (event: ChangeEvent): number | undefined {
-  return sequences.get(event)
+  return trusted.get(event)
 }
 
-/** The newest stamp so far: a read that starts now reflects every write stamped up to it. */
+/** The clock now: a read that starts now reflects every commit answered up to it. */
 export function currentSequence (): number {
-  return last
+  return clock
 }

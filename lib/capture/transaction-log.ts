@@ -8,6 +8,7 @@
  * statement) drove the transaction.
  */
 import type { ChangeEvent } from '../bus/bus.js'
+import type { CommitWindow } from './local-sequence.js'
 
 export type ControlStatement = 'begin' | 'savepoint' | 'release' | 'rollbackTo' | 'commit' | 'rollback'
 
@@ -27,21 +28,21 @@ export function classifyStatement (sql: string): ControlStatement | undefined {
 
 export class TransactionLog {
   readonly #open = new WeakMap<object, ChangeEvent[][]>()
-  readonly #publish: (events: ChangeEvent[]) => void
+  readonly #publish: (events: ChangeEvent[], window: CommitWindow) => void
 
-  constructor (publish: (events: ChangeEvent[]) => void) {
+  constructor (publish: (events: ChangeEvent[], window: CommitWindow) => void) {
     this.#publish = publish
   }
 
   /** A write succeeded on this connection: hold it if a transaction is open, else it is committed already. */
-  record (connection: object, event: ChangeEvent): void {
+  record (connection: object, event: ChangeEvent, window: CommitWindow): void {
     const stack = this.#open.get(connection)
     if (stack) stack[stack.length - 1]?.push(event)
-    else this.#publish([event])
+    else this.#publish([event], window)
   }
 
   /** A transaction-control statement succeeded on this connection. */
-  apply (connection: object, statement: ControlStatement): void {
+  apply (connection: object, statement: ControlStatement, window: CommitWindow): void {
     const stack = this.#open.get(connection)
     switch (statement) {
       case 'begin':
@@ -58,7 +59,7 @@ export class TransactionLog {
         // savepoint that opened the transaction (SQLite) commits it
         const released = stack.length > 1 ? stack.pop() : undefined
         if (released) stack[stack.length - 1]?.push(...released)
-        else this.apply(connection, 'commit')
+        else this.apply(connection, 'commit', window)
         return
       }
       case 'rollbackTo':
@@ -68,7 +69,7 @@ export class TransactionLog {
         return
       case 'commit':
         this.#open.delete(connection)
-        if (stack) this.#publish(stack.flat())
+        if (stack) this.#publish(stack.flat(), window)
         return
       case 'rollback':
         this.#open.delete(connection)

@@ -99,15 +99,7 @@ export class ChannelsAdapter {
     if (action === 'unsubscribe') return this.#session(connection).unsubscribe(resource, pk, data)
     const plan = planAction(this.#ctx.app, resource, action, pk, data)
     if (plan.kind === 'refuse') return { status: plan.status, errors: plan.errors }
-    const headers: Record<string, string> = { ...connection.credentials, ...channelsHeaders(resource.stream, action, pk) }
-    const hasBody = plan.body !== undefined
-    if (hasBody) headers['content-type'] = 'application/json'
-    const response = await this.#ctx.app.inject({
-      method: plan.method,
-      url: plan.url,
-      headers,
-      ...(hasBody ? { payload: JSON.stringify(plan.body) } : {})
-    })
+    const response = await connection.inject(plan.method, plan.url, plan.body, channelsHeaders(resource.stream, action, pk))
     const status = response.statusCode
     const body = parseBody(response.body)
     if (status >= 400) return { status, errors: errorsOf(body, status) }

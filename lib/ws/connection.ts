@@ -4,7 +4,7 @@
  * backpressure (a congested socket stops receiving broadcasts and is resynced
  * once it drains, instead of buffering without bound or losing changes silently).
  */
-import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, HTTPMethods, LightMyRequestResponse } from 'fastify'
 import type { WebSocket } from 'ws'
 import {
   BadFrameError, DuplicateSubscriptionError, FrameTooLargeError, NoRouteError,
@@ -222,17 +222,17 @@ export class Connection implements Subscriber {
     this.#socket.send(JSON.stringify({ type: 'unsubscribed', id: frame.id }))
   }
 
+  /** Runs a route exactly as an HTTP request carrying this socket's credentials would. */
+  async inject (method: HTTPMethods, url: string, body: unknown, extraHeaders: Record<string, string> = {}): Promise<LightMyRequestResponse> {
+    const headers: Record<string, string> = { ...this.credentials, ...extraHeaders }
+    const hasBody = body !== undefined
+    if (hasBody) headers['content-type'] = 'application/json'
+    return await this.#ctx.app.inject({ method, url, headers, ...(hasBody ? { payload: JSON.stringify(body) } : {}) })
+  }
+
   async #request (frame: RequestFrame): Promise<void> {
     try {
-      const headers: Record<string, string> = { ...this.credentials }
-      const hasBody = frame.body !== undefined
-      if (hasBody) headers['content-type'] = 'application/json'
-      const response = await this.#ctx.app.inject({
-        method: frame.method,
-        url: frame.path,
-        headers,
-        ...(hasBody ? { payload: JSON.stringify(frame.body) } : {})
-      })
+      const response = await this.inject(frame.method as HTTPMethods, frame.path, frame.body)
       const isJson = String(response.headers['content-type'] ?? '').includes('json')
       const body = response.body === '' ? 'null' : isJson ? response.body : JSON.stringify(response.body)
       if (!this.#closed) this.#socket.send(`{"type":"response","id":${JSON.stringify(frame.id)},"status":${response.statusCode},"body":${body}}`)
