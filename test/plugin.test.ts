@@ -138,6 +138,19 @@ t.test('route discovery', async (t) => {
     })
   }
 
+  t.test('a response schema without the primary key fails: subscribers could not tell rows apart', async (t) => {
+    const app = bareApp(t)
+    await app.register(restLive, { knex: db })
+    const err = await routeError(app, () => {
+      app.get('/titles', {
+        schema: { response: { 200: { type: 'array', items: { type: 'object', properties: { title: { type: 'string' } } } } } },
+        config: { realtime: { model: table, queryset: () => db(table) } }
+      }, async () => [])
+    })
+    t.equal(err.code, 'FST_REST_LIVE_INVALID_ROUTE_CONFIG')
+    t.match(err.message, "route /titles has an invalid config.realtime: its response schema drops the primary key 'id'")
+  })
+
   t.test('HEAD twins are skipped, lookup and pk options are honoured', async (t) => {
     const app = bareApp(t)
     await app.register(restLive, { knex: db })

@@ -335,6 +335,13 @@ t.test('against Redis', { skip: redisUp ? false : 'Redis is not running' }, asyn
     await t.rejects(createRedisBus({ redis: refused, channelPrefix: 'x', listener, log, startupTimeoutMs: 200 }), /127\.0\.0\.1:1: .*ECONNREFUSED/)
     t.not(refused.status, 'end', 'an instance given is left to its own retry policy')
 
+    const connected = new Redis(REDIS_URL)
+    t.teardown(async () => { await connected.quit() })
+    t.equal(await connected.ping(), 'PONG')
+    const onReady = await createRedisBus({ redis: connected, channelPrefix: uniqueName('ready'), listener, log })
+    await onReady.close()
+    t.equal(connected.status, 'ready', 'an instance that is ready already is used as it is, and left open')
+
     const closed = new Redis(REDIS_URL)
     await closed.quit()
     await eventually(() => closed.status === 'end')

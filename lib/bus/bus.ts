@@ -15,8 +15,8 @@ export interface ChangeEvent {
 export interface BusListener {
   /** A change committed somewhere. */
   event (event: ChangeEvent): void
-  /** Events of these models (or of every model) may have been missed: resync their views. */
-  gap (models: string[] | null): void
+  /** Events of these models may have been missed: resync their views. */
+  gap (models: string[]): void
 }
 
 export interface Bus {

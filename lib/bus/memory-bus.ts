@@ -20,7 +20,7 @@ export class MemoryBus implements Bus {
   }
 
   unfollow (model: string): void {
-    const count = (this.#interest.get(model) ?? 0) - 1
+    const count = (this.#interest.get(model) as number) - 1 // the manager unfollows only what it followed
     if (count > 0) this.#interest.set(model, count)
     else this.#interest.delete(model)
   }

@@ -56,8 +56,8 @@ const writeOps: Record<string, WriteOp> = { insert: 'insert', update: 'update', 
 /** `'tasks as t'` → `'tasks'`; `'public.tasks'` → `'tasks'`. */
 function tableName (table: unknown): string | undefined {
   if (typeof table !== 'string') return undefined
-  const name = table.trim().split(/\s+/)[0] ?? ''
-  return name.split('.').pop()?.replace(/["`]/g, '')
+  const name = table.trim().split(/\s+/)[0] as string
+  return (name.split('.').pop() as string).replace(/["`]/g, '')
 }
 
 export class KnexCapture {
@@ -80,9 +80,8 @@ export class KnexCapture {
     const capture = this
     const original = this.#original
     const prototype = Object.create(original) as KnexClientInternals & { constructor: unknown }
-    function CapturingClient (): void {}
-    CapturingClient.prototype = prototype
-    prototype.constructor = CapturingClient
+    // Knex only reads `client.constructor.prototype` (to build transaction clients)
+    prototype.constructor = { prototype }
 
     prototype.runner = function runner (builder) {
       const runner = original.runner.call(this, builder)
@@ -117,7 +116,7 @@ export class KnexCapture {
     const original = this.#original
     if (typeof compiled === 'object' && compiled[kWrite]) return await this.#write(client, connection, compiled)
     const sql = typeof compiled === 'string' ? compiled : compiled.sql
-    const statement = typeof sql === 'string' ? classifyStatement(sql) : undefined
+    const statement = classifyStatement(sql)
     if (statement === undefined) return await original.query.call(client, connection, compiled)
     try {
       const sentAt = tick()
@@ -152,14 +151,14 @@ export class KnexCapture {
     if (userReturning) {
       const result = await original.query.call(client, connection, compiled)
       const rows = this.#responseRows(result)
-      this.#log.record(connection, { model: table, op, rows: rows?.every((row) => pk in row) ? rows : null }, { sentAt, receivedAt: tick() })
+      this.#log.record(connection, { model: table, op, rows: rows.every((row) => pk in row) ? rows : null }, { sentAt, receivedAt: tick() })
       return result
     }
 
     compiled.sql = `${compiled.sql} returning *`
     const result = await original.query.call(client, connection, compiled)
     const window = { sentAt, receivedAt: tick() }
-    const rows = this.#responseRows(result) ?? []
+    const rows = this.#responseRows(result)
     if (this.#dialect === 'postgresql') {
       // without RETURNING, pg would have sent no rows; rowCount is unchanged
       (result.response as { rows: Row[] }).rows = []
@@ -176,10 +175,9 @@ export class KnexCapture {
     return result
   }
 
-  #responseRows (result: CompiledQuery): Row[] | undefined {
+  /** The rows of a RETURNING answer: an array from SQLite, a result with `rows` from pg. */
+  #responseRows (result: CompiledQuery): Row[] {
     const response = result.response
-    if (Array.isArray(response)) return response as Row[]
-    const rows = (response as { rows?: unknown } | undefined)?.rows
-    return Array.isArray(rows) ? rows as Row[] : undefined
+    return Array.isArray(response) ? response as Row[] : (response as { rows: Row[] }).rows
   }
 }

@@ -75,15 +75,21 @@ export class RouteRegistry {
     const params = pathParams(route.url)
     const schema = successSchema(route) as { type?: unknown, items?: unknown } | undefined
     const kind: RouteKind = params.includes(lookup) ? 'retrieve' : 'list'
+    const pk = valid.pk ?? 'id'
+    const itemSchema = kind === 'list' && schema?.type === 'array' ? schema.items : kind === 'retrieve' ? schema : undefined
+    const properties = (itemSchema as { properties?: Record<string, unknown> } | undefined)?.properties
+    if (properties !== undefined && !(pk in properties)) {
+      throw new RealtimeConfigError(route.url, `its response schema drops the primary key '${pk}', so subscribers could not tell rows apart; add it to the schema or set config.realtime.pk`)
+    }
     const realtime: RealtimeRoute = {
       url: route.url,
       model: valid.model,
       kind,
       lookup,
-      pk: valid.pk ?? 'id',
+      pk,
       params,
       queryset: valid.queryset,
-      itemSchema: kind === 'list' && schema?.type === 'array' ? schema.items : kind === 'retrieve' ? schema : undefined,
+      itemSchema,
       serialize: undefined
     }
     this.#byUrl.set(route.url, realtime)

@@ -30,7 +30,7 @@ export function resyncFrame (idJson: string, data: string): string {
 }
 
 /** What a DELETED broadcast carries: the primary key as the subscriber last saw it. */
-export function deletedInstance (pk: string, lastSeen: string, key: string): string {
-  const value = (JSON.parse(lastSeen) as Record<string, unknown> | null)?.[pk]
-  return JSON.stringify({ [pk]: value ?? key })
+export function deletedInstance (pk: string, lastSeen: string): string {
+  // the registry makes sure a route's response schema keeps the primary key
+  return JSON.stringify({ [pk]: (JSON.parse(lastSeen) as Record<string, unknown>)[pk] })
 }

@@ -244,8 +244,7 @@ export class Connection implements Subscriber {
   #watchDrain (): void {
     if (this.#drainTimer !== undefined) return
     const check = (): void => {
-      this.#drainTimer = undefined
-      if (this.#closed) return
+      this.#drainTimer = undefined // teardown clears a pending timer, so the socket is still open here
       if (this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes / 2) {
         this.#drainTimer = setTimeout(check, DRAIN_POLL_MS)
         return
@@ -292,7 +291,8 @@ export function buildUrl (route: RealtimeRoute, frame: SubscribeFrame): string {
   const path = route.url.replace(/:([A-Za-z0-9_]+)(\([^)]*\))?/g, (_match, name: string) => {
     const value = kwargs[name]
     if (value === undefined) {
-      throw new BadFrameError(name === route.lookup ? `route ${route.url} needs "lookup_by"` : `route ${route.url} needs view_kwargs.${name}`)
+      // a missing lookup_by is refused with the frame; only other parameters can be missing here
+      throw new BadFrameError(`route ${route.url} needs view_kwargs.${name}`)
     }
     return encodeURIComponent(String(value))
   })
