@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { cpus, tmpdir, totalmem } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { writeDocs } from './report.js'
 
 const bench = dirname(fileURLToPath(import.meta.url))
 const root = dirname(bench)
@@ -300,8 +301,11 @@ async function main () {
   writeFileSync(join(bench, 'results.json'), JSON.stringify(results, null, 2) + '\n')
   mkdirSync(join(root, 'docs'), { recursive: true })
   writeFileSync(join(root, 'docs', 'benchmarks.svg'), chart())
+  // the docs' tables show a full run only, never a subset
+  const full = ONLY === undefined && !QUICK
+  if (full) writeDocs(results, join(root, 'docs', 'benchmarks.md'))
   printTable()
-  console.log(`\nwrote bench/results.json and docs/benchmarks.svg in ${results.durationSeconds.toFixed(0)} s`)
+  console.log(`\nwrote bench/results.json, docs/benchmarks.svg${full ? ' and the tables of docs/benchmarks.md' : ''} in ${results.durationSeconds.toFixed(0)} s`)
 }
 
 const rate = (value) => value?.error === undefined && value?.perSecond !== undefined && !value.timedOut ? value.perSecond : undefined

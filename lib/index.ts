@@ -10,9 +10,12 @@ import type { FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Bus, BusListener, ChangeEvent } from './bus/bus.js'
 import { MemoryBus } from './bus/memory-bus.js'
+import { createRedisBus } from './bus/redis-bus.js'
 import { KnexCapture } from './capture/knex-capture.js'
 import { markCaptured, type CommitWindow } from './capture/local-sequence.js'
+import { ChannelsAdapter } from './channels/adapter.js'
 import { EarlyRouteError } from './errors.js'
+import { registerInspector } from './inspector/inspector.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { RouteRegistry } from './registry/route-registry.js'
@@ -22,9 +25,6 @@ import { SubscriptionManager } from './subscriptions/manager.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
-import { registerInspector } from './inspector/inspector.js'
-import { createRedisBus } from './bus/redis-bus.js'
-import { ChannelsAdapter } from './channels/adapter.js'
 
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
 export * as errors from './errors.js'
@@ -74,6 +74,11 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   }
   const capture = new KnexCapture({ knex: options.knex, trackedPk: (table) => registry.pkOf(table), publish: publishCommitted })
   capture.install()
+  // registered as soon as there is something to release, so a later registration failure leaks nothing
+  app.addHook('onClose', async () => {
+    capture.uninstall()
+    await bus.close()
+  })
 
   // added before @fastify/websocket's own preClose, which closes every socket without a code (1005)
   app.addHook('preClose', async () => {
@@ -129,10 +134,6 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
 
   app.addHook('onReady', async () => {
     await bus.ready()
-  })
-  app.addHook('onClose', async () => {
-    capture.uninstall()
-    await bus.close()
   })
 }
 
