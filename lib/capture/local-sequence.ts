@@ -9,9 +9,11 @@
  * nothing it raced can be newer, so its rows are trusted in memory. Overlapping
  * windows (a pool of connections committing at once: two answers can be handled
  * in either order), events from other nodes (pub/sub can deliver two nodes'
- * events about a row out of commit order) and events handled after a newer
- * read of the view are re-checked against the database, batched. Either way
- * the last event about a row leaves every subscriber with its latest version.
+ * events about a row out of commit order), and captures whose commit was sent
+ * before a database read that may have seen newer rows (a view's last read; any
+ * re-read of an untrusted change of the model, since another node may have
+ * written the row since) are re-checked against the database, batched. Either
+ * way the last event about a row leaves every subscriber with its latest version.
  */
 import type { ChangeEvent } from '../bus/bus.js'
 
@@ -31,11 +33,15 @@ export function tick (): number {
 /** Records an event this node captured after commit, in the order commits were answered. */
 export function markCaptured (event: ChangeEvent, window: CommitWindow): void {
   const previous = lastAnswered.get(event.model) ?? 0
-  if (window.sentAt > previous) trusted.set(event, window.receivedAt)
+  if (window.sentAt > previous) trusted.set(event, window.sentAt)
   lastAnswered.set(event.model, Math.max(previous, window.receivedAt))
 }
 
-/** When a trusted event's commit was answered; undefined for any event whose rows must be re-read. */
+/**
+ * When a trusted event's commit was sent; undefined for any event whose rows
+ * must be re-read. Its rows are newer than anything read from the database
+ * before that moment, and older than nothing read after it was answered.
+ */
 export function capturedSequence (event: ChangeEvent): number | undefined {
   return trusted.get(event)
 }

@@ -5,7 +5,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Bus, ChangeEvent } from '../bus/bus.js'
-import { capturedSequence } from '../capture/local-sequence.js'
+import { capturedSequence, currentSequence } from '../capture/local-sequence.js'
 import { InstanceNotFoundError } from '../errors.js'
 import { ViewIndex } from '../matcher/view-index.js'
 import type { RouteRegistry } from '../registry/route-registry.js'
@@ -28,6 +28,8 @@ export interface SubscribeRequest {
 export class SubscriptionManager {
   readonly #views = new Map<string, Map<string, ViewSource>>()
   readonly #queues = new Map<string, ModelQueue>()
+  /** Per model: when a change was last re-read because its rows could not be trusted. */
+  readonly #untrustedAt = new Map<string, number>()
   /** Per model: finds the views a changed row can affect (equality filters), so a change skips the rest. */
   readonly #indexes = new Map<string, ViewIndex>()
   readonly #registry: RouteRegistry
@@ -169,6 +171,7 @@ export class SubscriptionManager {
     const views = this.#views.get(model)
     /* c8 ignore next: the last subscriber left while changes waited in the queue */
     if (!views) return
+    this.#distrustOlderCaptures(model, keys)
     const index = this.#index(model)
     const visits = keys === null ? new Map([...views.values()].map((view) => [view, null])) : index.route(keys)
     for (const [view, changes] of visits) {
@@ -229,6 +232,24 @@ export class SubscriptionManager {
           }
         }
       }
+    }
+  }
+
+  /**
+   * A change whose rows cannot be trusted (from another node, from publish(), or
+   * racing another commit) is re-read from the database now. Another node may
+   * have written the same row after a local commit that is still waiting to be
+   * handled, so a local capture whose commit was sent before this moment is no
+   * longer provably the newest version either (capture/local-sequence.ts).
+   */
+  #distrustOlderCaptures (model: string, keys: ChangedKeys): void {
+    if (keys === null || [...keys.values()].some((change) => change.sequence === undefined)) {
+      this.#untrustedAt.set(model, currentSequence())
+    }
+    const untrustedAt = this.#untrustedAt.get(model) ?? 0
+    if (keys === null) return
+    for (const change of keys.values()) {
+      if (change.sequence !== undefined && change.sequence <= untrustedAt) change.sequence = undefined
     }
   }
 

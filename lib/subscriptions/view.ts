@@ -118,15 +118,16 @@ export class QuerysetView extends ViewSource {
 
   /** Whether a changed row is in the view, decided without the database; undefined when the database must tell. */
   #decide (change: ChangedRow): boolean | undefined {
-    if (change.deleted) {
+    // only a row captured here after this view's last read is known to be the newest version
+    const fresh = change.sequence !== undefined && change.sequence > this.#readAt
+    // a delete is the newest news too only when fresh: a key can come back (re-inserted on another node)
+    if (change.deleted && fresh) {
       matcherStats.rowsEvaluated++
       return false
     }
     const matcher = this.#matcher
     const row = change.row
-    // only a row captured here after this view's last read is known to be the newest version
-    const fresh = change.sequence !== undefined && change.sequence > this.#readAt
-    const inView = !fresh || matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
+    const inView = change.deleted || !fresh || matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
     if (inView === undefined) matcherStats.rowsFromDatabase++
     else matcherStats.rowsEvaluated++
     return inView
