@@ -2,51 +2,10 @@
  * Routes without a queryset: the plugin cannot ask the database about a row,
  * so it re-runs the route (as the subscriber) and diffs the answer by primary key.
  */
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import type { Knex } from 'knex'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { replayList, replayRetrieve } from './helpers/replay.js'
-import { TestClient, type Frame } from './helpers/ws-client.js'
-
-interface Fixture {
-  app: FastifyInstance
-  db: Knex
-  table: string
-  user: (userId: number) => Promise<TestClient>
-  flush: () => Promise<void>
-}
-
-async function fixture (t: Test): Promise<Fixture> {
-  const db = sqlite()
-  const table = uniqueName('refetch')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table, noQueryset: true })
-  const clients: TestClient[] = []
-  t.teardown(async () => {
-    for (const client of clients) client.close()
-    await app.close()
-    await db.destroy()
-  })
-  return {
-    app,
-    db,
-    table,
-    user: async (userId) => {
-      const client = await TestClient.connect(app, { authorization: `Bearer ${userId}` })
-      clients.push(client)
-      return client
-    },
-    flush: async () => { for (const client of clients) await client.flush(app) }
-  }
-}
-
-function told (client: TestClient, id: string | number): Array<[unknown, unknown]> {
-  return client.broadcasts(id).map((frame: Frame) => [frame.action, frame.instance])
-}
-
-const task = (id: number, title: string, owner = 1, done = false): Record<string, unknown> => ({ id, title, owner_id: owner, done })
+import { task, tasksFixture, told } from './helpers/fixture.js'
 
 async function rest (app: FastifyInstance, url: string, userId: number): Promise<unknown> {
   const response = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${userId}` } })
@@ -54,7 +13,7 @@ async function rest (app: FastifyInstance, url: string, userId: number): Promise
 }
 
 t.test('list: the snapshot is what the route answers', async (t) => {
-  const { app, db, table, user } = await fixture(t)
+  const { app, db, table, user } = await tasksFixture(t, { prefix: 'refetch', noQueryset: true })
   await db(table).insert([{ title: 'a', owner_id: 1, done: false }, { title: 'b', owner_id: 2, done: false }, { title: 'c', owner_id: 1, done: true }])
   const client = await user(1)
   const all = await client.subscribe({ id: 'all', model: table, action: 'list', snapshot: true })
@@ -66,7 +25,7 @@ t.test('list: the snapshot is what the route answers', async (t) => {
 })
 
 t.test('list: CREATED, UPDATED and DELETED by re-running the route', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'refetch', noQueryset: true })
   const client = await user(1)
   await client.subscribe({ id: 'all', model: table, action: 'list', snapshot: true })
   await client.subscribe({ id: 'done', model: table, action: 'list', query_params: { done: true } })
@@ -92,7 +51,7 @@ t.test('list: CREATED, UPDATED and DELETED by re-running the route', async (t) =
 })
 
 t.test('each user sees their own rows', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'refetch', noQueryset: true })
   const alice = await user(1)
   const bob = await user(2)
   await alice.subscribe({ id: 1, model: table, action: 'list', snapshot: true })
@@ -112,7 +71,7 @@ t.test('each user sees their own rows', async (t) => {
 })
 
 t.test('retrieve through the route', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'refetch', noQueryset: true })
   const client = await user(1)
   await db(table).insert([{ title: 'one', owner_id: 1 }, { title: 'two', owner_id: 1 }, { title: 'theirs', owner_id: 2 }])
 

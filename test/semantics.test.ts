@@ -2,58 +2,15 @@
  * Which broadcast each subscriber gets (semantics.md): per changed row, per
  * subscription, judged against what that subscriber was last told.
  */
-import t, { type Test } from 'tap'
-import type { FastifyInstance } from 'fastify'
+import t from 'tap'
 import type { Knex } from 'knex'
-import { buildTasksApp } from './helpers/app.js'
-import { connect, createTasksTable, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
+import { task, tasksFixture, told } from './helpers/fixture.js'
 import { random, replayList, replayRetrieve } from './helpers/replay.js'
-import { TestClient, type Frame } from './helpers/ws-client.js'
-
-interface Fixture {
-  app: FastifyInstance
-  db: Knex
-  table: string
-  /** A connected client for a user; closed at teardown. */
-  user: (userId: number) => Promise<TestClient>
-  /** Waits until every broadcast so far reached every client. */
-  flush: () => Promise<void>
-}
-
-async function fixture (t: Test, dialect: Dialect = 'sqlite'): Promise<Fixture> {
-  const db = connect(dialect)
-  const table = uniqueName('sem')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  const clients: TestClient[] = []
-  t.teardown(async () => {
-    for (const client of clients) client.close()
-    await app.close()
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
-  })
-  return {
-    app,
-    db,
-    table,
-    user: async (userId) => {
-      const client = await TestClient.connect(app, { authorization: `Bearer ${userId}` })
-      clients.push(client)
-      return client
-    },
-    flush: async () => { for (const client of clients) await client.flush(app) }
-  }
-}
-
-/** Broadcasts of one subscription as [action, instance]. */
-function told (client: TestClient, id: string | number): Array<[unknown, unknown]> {
-  return client.broadcasts(id).map((frame: Frame) => [frame.action, frame.instance])
-}
-
-const task = (id: number, title: string, owner = 1, done = false): Record<string, unknown> => ({ id, title, owner_id: owner, done })
+import { TestClient } from './helpers/ws-client.js'
 
 t.test('list subscription: one row through every line of the table', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   await client.subscribe({ id: 'l', model: table, action: 'list' })
 
@@ -89,7 +46,7 @@ t.test('list subscription: one row through every line of the table', async (t) =
 })
 
 t.test('a filtered list: moving into the filter is CREATED, out of it DELETED', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   await db(table).insert({ title: 'a', owner_id: 1 })
   t.same(await client.subscribe({ id: 'done', model: table, action: 'list', query_params: { done: true }, snapshot: true }),
@@ -110,7 +67,7 @@ t.test('a filtered list: moving into the filter is CREATED, out of it DELETED', 
 })
 
 t.test('a change of owner leaves one view and enters another', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const alice = await user(1)
   const bob = await user(2)
   await db(table).insert({ title: 'hot potato', owner_id: 1 })
@@ -129,7 +86,7 @@ t.test('a change of owner leaves one view and enters another', async (t) => {
 })
 
 t.test('deleting a row the subscriber never saw sends nothing', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   await client.subscribe({ id: 'l', model: table, action: 'list' })
   await client.subscribe({ id: 'done', model: table, action: 'list', query_params: { done: true } })
@@ -147,7 +104,7 @@ t.test('deleting a row the subscriber never saw sends nothing', async (t) => {
 })
 
 t.test('retrieve subscription', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   const other = await user(2)
   await db(table).insert([{ title: 'one', owner_id: 1 }, { title: 'two', owner_id: 1 }])
@@ -182,7 +139,7 @@ t.test('retrieve subscription', async (t) => {
 })
 
 t.test('subscribers with the same queryset share one database check', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const first = await user(1)
   const second = await user(1)
   const bob = await user(2)
@@ -227,7 +184,7 @@ t.test('subscribers with the same queryset share one database check', async (t) 
 })
 
 t.test('subscribers of one view who joined at different moments all get each change', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const early = await user(1)
   const late = await user(1)
   await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }])
@@ -246,7 +203,7 @@ t.test('subscribers of one view who joined at different moments all get each cha
 })
 
 t.test('columns the response schema omits never reach the socket', async (t) => {
-  const { db, table, user, flush } = await fixture(t)
+  const { db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   await db(table).insert({ title: 'a', owner_id: 1, secret: 'SENSITIVE' })
   const list = await client.subscribe({ id: 'l', model: table, action: 'list', snapshot: true })
@@ -265,7 +222,7 @@ t.test('columns the response schema omits never reach the socket', async (t) => 
 })
 
 t.test('a change published with only its primary key is checked against the database', async (t) => {
-  const { app, db, table, user, flush } = await fixture(t)
+  const { app, db, table, user, flush } = await tasksFixture(t, { prefix: 'sem' })
   const client = await user(1)
   await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }])
   await client.subscribe({ id: 'r', model: table, action: 'retrieve', lookup_by: 1 })
@@ -296,7 +253,7 @@ for (const dialect of dialects) for (const seed of seeds) {
     t.comment(`rerun with SEED=${seed}`)
     const rand = random(seed)
     const pick = <T>(items: T[]): T => items[Math.floor(rand() * items.length)] as T
-    const { app, db, table, user, flush } = await fixture(t, dialect)
+    const { app, db, table, user, flush } = await tasksFixture(t, { dialect, prefix: 'sem' })
     const users = [1, 2, 3]
     const ids: number[] = []
 
@@ -372,7 +329,7 @@ for (const dialect of dialects) for (const seed of seeds) {
 }
 
 t.test('postgres: a re-check that fails resyncs its subscribers instead of leaving them stale', { skip: dialects.includes('postgres') ? false : 'no PostgreSQL' }, async (t) => {
-  const { app, db, table, user, flush } = await fixture(t, 'postgres')
+  const { app, db, table, user, flush } = await tasksFixture(t, { dialect: 'postgres', prefix: 'sem' })
   const client = await user(1)
   await db(table).insert({ title: 'a', owner_id: 1 })
   await client.subscribe({ id: 'l', model: table, action: 'list', snapshot: true })
