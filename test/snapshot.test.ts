@@ -7,6 +7,7 @@ import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { replayList } from './helpers/replay.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
+import { tasksFixture } from './helpers/fixture.js'
 
 t.test('the snapshot is the REST answer', async (t) => {
   const db = sqlite()
@@ -53,20 +54,9 @@ if (await postgresAvailable()) dialects.push('postgres')
 
 for (const dialect of dialects) {
   t.test(`${dialect}: subscribing while rows are being written sees each row exactly once`, async (t) => {
-    const db = connect(dialect)
-    const table = uniqueName('race')
-    await createTasksTable(db, table)
-    const { app } = await buildTasksApp({ db, table })
-    const clients: TestClient[] = []
-    t.teardown(async () => {
-      for (const client of clients) client.close()
-      await app.close()
-      await db.schema.dropTableIfExists(table)
-      await db.destroy()
-    })
+    const { app, db, table, user } = await tasksFixture(t, { dialect, prefix: 'race' })
     // someone is already following the table, so its queue is busy with checks while others subscribe
-    const watcher = await TestClient.connect(app, { authorization: 'Bearer 1' })
-    clients.push(watcher)
+    const watcher = await user(1)
     await watcher.subscribe({ id: 'w', model: table, action: 'list', snapshot: true })
 
     const total = 50
@@ -87,8 +77,7 @@ for (const dialect of dialects) {
     // subscribers start at different points of the stream of writes
     const subscribers = [0, 3, 8, 15, 22, 30, 41, 49].map(async (at, n) => {
       await reached[at]
-      const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-      clients.push(client)
+      const client = await user(1)
       const sub = `s${n}`
       const answer = await client.subscribe(n % 2 === 0 ? { id: sub, model: table, action: 'list', snapshot: true } : { id: sub, path: '/tasks', snapshot: true })
       t.equal(answer.type, 'subscribed')
