@@ -8,6 +8,7 @@
  *           close
  */
 import WebSocket from 'ws'
+import { serveCommands } from './ipc.js'
 
 const now = () => Number(process.hrtime.bigint())
 let clients = []
@@ -118,10 +119,4 @@ async function handle (message) {
   }
 }
 
-process.on('message', (message) => {
-  handle(message).then(
-    (reply) => process.send({ seq: message.seq, ...reply }),
-    (err) => process.send({ seq: message.seq, error: String(err?.stack ?? err) })
-  )
-})
-process.on('disconnect', () => process.exit(0))
+serveCommands(handle)

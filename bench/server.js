@@ -12,6 +12,7 @@
  */
 import { createServer } from 'node:http'
 import knexFactory from 'knex'
+import { serveCommands } from './ipc.js'
 
 const system = process.argv[2]
 const now = () => Number(process.hrtime.bigint())
@@ -271,10 +272,4 @@ async function handle (message) {
   }
 }
 
-process.on('message', (message) => {
-  handle(message).then(
-    (reply) => process.send({ seq: message.seq, ...reply }),
-    (err) => process.send({ seq: message.seq, error: String(err?.stack ?? err) })
-  )
-})
-process.on('disconnect', () => process.exit(0))
+serveCommands(handle)

@@ -20,7 +20,7 @@ import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { createCounters } from './stats.js'
-import { SubscriptionAuthorizer, credentialsOf } from './subscriptions/authorizer.js'
+import { SubscriptionAuthorizer, credentialsOf, safeJson } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
@@ -99,9 +99,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     countQuery: () => { counters.databaseChecks++ },
     fetchRoute: async (url, headers) => {
       const response = await app.inject({ method: 'GET', url, headers })
-      let body: unknown = null
-      try { body = JSON.parse(response.body) } catch {}
-      return { statusCode: response.statusCode, body }
+      return { statusCode: response.statusCode, body: safeJson(response.body) }
     }
   }
   // channels-api frames ({ stream, payload }) share the socket and its connection state

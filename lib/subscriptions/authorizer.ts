@@ -131,7 +131,8 @@ export class SubscriptionAuthorizer {
   }
 }
 
-function safeJson (text: string): unknown {
+/** The JSON value of a response body, or undefined when it is not JSON. */
+export function safeJson (text: string): unknown {
   try {
     return JSON.parse(text)
   } catch {

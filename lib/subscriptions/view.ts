@@ -178,7 +178,7 @@ export class RefetchView extends ViewSource {
   static toRows (route: RealtimeRoute, statusCode: number, body: unknown): SerializedRows {
     const rows: SerializedRows = new Map()
     if (statusCode !== 200) return rows
-    const items = Array.isArray(body) ? body : body !== null && typeof body === 'object' ? [body] : []
+    const items = Array.isArray(body) ? body : Object(body) === body ? [body] : [] // an object is one instance; anything else (not JSON, null) no rows
     for (const item of items as Row[]) rows.set(keyOf(item[route.pk]), JSON.stringify(item))
     return rows
   }
