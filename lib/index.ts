@@ -20,7 +20,7 @@ import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { createCounters } from './stats.js'
-import { SubscriptionAuthorizer, credentialsOf, safeJson } from './subscriptions/authorizer.js'
+import { SubscriptionAuthorizer, injectOptions, requesterOf, safeJson } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
@@ -84,6 +84,14 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   app.addHook('preClose', async () => {
     for (const connection of connections) connection.close(1001, 'server shutting down')
   })
+  // An upgrade answered by a hook that ran before @fastify/websocket's own onRequest (an auth hook
+  // registered before this plugin refusing with 401) is never released by @fastify/websocket, which
+  // only destroys sockets it saw: each refusal would keep a descriptor, and app.close() would wait on
+  // it forever. `raw.upgrade` marks requests that came through the server's 'upgrade' event.
+  app.addHook('onResponse', async (request, reply) => {
+    const upgrade = (request.raw as { upgrade?: boolean }).upgrade === true // set by Node's parser, untyped
+    if (upgrade && request.ws !== true) (reply.raw.socket ?? request.raw.socket).destroy()
+  })
   if (!app.hasDecorator('websocketServer')) {
     // a hard ceiling above maxPayload: frames between the two get a 413 answer, larger ones a 1009 close
     await app.register(websocket, { options: { maxPayload: options.maxPayload * 4 } })
@@ -97,8 +105,8 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     manager,
     authorizer,
     countQuery: () => { counters.databaseChecks++ },
-    fetchRoute: async (url, headers) => {
-      const response = await app.inject({ method: 'GET', url, headers })
+    fetchRoute: async (url, requester) => {
+      const response = await app.inject(injectOptions('GET', url, requester))
       return { statusCode: response.statusCode, body: safeJson(response.body) }
     }
   }
@@ -113,7 +121,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
       if (refusal !== undefined) await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal })
     }
   }, (socket, request) => {
-    const connection = new Connection(socket, credentialsOf(request), ctx)
+    const connection = new Connection(socket, requesterOf(request), ctx)
     connections.add(connection)
     socket.on('close', () => { connections.delete(connection) })
   })

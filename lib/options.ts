@@ -7,6 +7,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Knex } from 'knex'
 import { InvalidOptionError } from './errors.js'
 import type { RestLiveOptions } from './types.js'
+import { originOf } from './ws/origin.js'
 
 const ScalarOptions = Type.Object({
   // optional here so a missing knex gets the specific message below, not "expected required property"
@@ -34,7 +35,8 @@ export interface ResolvedOptions {
   maxSubscriptions: number
   maxFramesPerSecond: number
   maxBufferedBytes: number
-  allowedOrigins: string[] | undefined
+  /** Normalized origins (`scheme://host[:port]`). */
+  allowedOrigins: ReadonlySet<string> | undefined
   inspector: boolean
 }
 
@@ -57,6 +59,14 @@ function describe (value: unknown): string {
 function isKnex (value: unknown): value is Knex {
   return typeof value === 'function' &&
     typeof (value as { client?: { query?: unknown } }).client?.query === 'function'
+}
+
+function checkedOrigin (entry: string, index: number): string {
+  const origin = originOf(entry)
+  if (origin === undefined) {
+    throw new InvalidOptionError(`'allowedOrigins[${index}]'`, `must be an origin like "https://app.example.com" (scheme, host and optional port, nothing after), got ${JSON.stringify(entry)}`)
+  }
+  return origin
 }
 
 export function resolveOptions (input: unknown): ResolvedOptions {
@@ -89,7 +99,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     maxSubscriptions: valid.maxSubscriptions ?? defaults.maxSubscriptions,
     maxFramesPerSecond: valid.maxFramesPerSecond ?? defaults.maxFramesPerSecond,
     maxBufferedBytes: valid.maxBufferedBytes ?? defaults.maxBufferedBytes,
-    allowedOrigins: valid.allowedOrigins,
+    allowedOrigins: valid.allowedOrigins === undefined ? undefined : new Set(valid.allowedOrigins.map(checkedOrigin)),
     inspector: valid.inspector ?? false
   }
 }

@@ -46,7 +46,12 @@ export interface RestLiveOptions {
   maxFramesPerSecond?: number
   /** Bytes queued on a socket before its broadcasts pause and it is resynced (default 4 MiB). */
   maxBufferedBytes?: number
-  /** Browser origins allowed to open a cookie-authenticated socket, besides the page's own origin (always allowed). */
+  /**
+   * Browser origins (`https://app.example.com`) allowed to open a socket. Unset: a
+   * socket that carries cookies must come from the page's own host. Set: every
+   * browser socket (any upgrade with an `Origin`) must come from one of these or
+   * from the server's own origin; scheme, host and port are compared exactly.
+   */
   allowedOrigins?: string[]
   /** Serve a debug page at `<path>/inspector` (default false). */
   inspector?: boolean

@@ -256,9 +256,9 @@ t.test('a custom path', async (t) => {
   await t.rejects(TestClient.connect(app, {}, '/ws/subscribe'), /Unexpected server response: 404/, 'the default path is not served')
 })
 
-t.test('allowedOrigins guards cookie-authenticated sockets', async (t) => {
+t.test('allowedOrigins guards every browser socket', async (t) => {
   const { db, table } = await database(t)
-  const { app } = await buildTasksApp({ db, table, plugin: { allowedOrigins: ['https://app.example'] } })
+  const { app } = await buildTasksApp({ db, table, plugin: { allowedOrigins: ['https://app.example', 'https://admin.example:8443'] } })
   t.teardown(async () => { await app.close() })
   const host = 'api.example:8080'
   const cookie = 'session=abc'
@@ -267,18 +267,32 @@ t.test('allowedOrigins guards cookie-authenticated sockets', async (t) => {
     t.teardown(() => { client.close() })
     t.match(await client.request('GET', '/tasks'), { type: 'response' }, `accepted: ${JSON.stringify(headers)}`)
   }
+  const refused = async (headers: Record<string, string>, message: string): Promise<void> => {
+    await t.rejects(TestClient.connect(app, { host, ...headers }), /Unexpected server response: 403/, `refused: ${JSON.stringify(headers)}`)
+    const refusal = await app.inject({ method: 'GET', url: '/ws/subscribe', headers: { host, ...headers } })
+    t.match(refusal.json(), { statusCode: 403, message })
+  }
 
-  await t.rejects(TestClient.connect(app, { host, cookie, origin: 'https://evil.example' }), /Unexpected server response: 403/, 'a foreign origin with a cookie is refused')
-  const refusal = await app.inject({ method: 'GET', url: '/ws/subscribe', headers: { host, cookie, origin: 'https://evil.example' } })
-  t.equal(refusal.statusCode, 403)
-  t.match(refusal.json(), { message: 'origin https://evil.example may not open a cookie-authenticated socket (add it to the allowedOrigins option)' })
-  const opaque = await app.inject({ method: 'GET', url: '/ws/subscribe', headers: { host, cookie, origin: 'null' } })
-  t.match(opaque.json(), { statusCode: 403, message: 'origin "null" is not a valid origin' }, 'an opaque origin is refused')
+  const notListed = (origin: string): string => `origin ${origin} is not in allowedOrigins (scheme, host and port must match an entry exactly)`
+  await refused({ cookie, origin: 'https://evil.example' }, notListed('https://evil.example'))
+  await refused({ origin: 'https://evil.example', authorization: 'Bearer 1' }, notListed('https://evil.example'))
+  await refused({ origin: 'https://evil.example' }, notListed('https://evil.example'))
+  await refused({ cookie, origin: 'http://app.example' }, notListed('http://app.example'))
+  await refused({ cookie, origin: 'https://app.example:8443' }, notListed('https://app.example:8443'))
+  await refused({ cookie, origin: 'https://admin.example' }, notListed('https://admin.example'))
+  await refused({ cookie, origin: 'null' }, 'origin "null" is not a valid origin')
+  await refused({ cookie, origin: 'https://app.example/page' }, 'origin "https://app.example/page" is not a valid origin')
 
   await accepted({ cookie, origin: 'https://app.example' })
+  await accepted({ cookie, origin: 'https://APP.example:443' })
+  await accepted({ origin: 'https://admin.example:8443', authorization: 'Bearer 1' })
   await accepted({ cookie, origin: 'http://api.example:8080' })
-  await accepted({ origin: 'https://evil.example', authorization: 'Bearer 1' })
   await accepted({ cookie })
+
+  t.test('entries must be origins', async (t) => {
+    const err = await registrationError(t, db, { knex: db, allowedOrigins: ['https://app.example', 'https://b.example/app'] })
+    t.match(err, { code: 'FST_REST_LIVE_INVALID_OPTION', message: /option 'allowedOrigins\[1\]' must be an origin like "https:\/\/app.example.com".*got "https:\/\/b.example\/app"/ })
+  })
 
   t.test('without allowedOrigins only the same origin may use cookies', async (t) => {
     const { db: db2, table: table2 } = await database(t)
@@ -287,7 +301,9 @@ t.test('allowedOrigins guards cookie-authenticated sockets', async (t) => {
     await t.rejects(TestClient.connect(plain, { host, cookie, origin: 'https://app.example' }), /403/)
     const same = await TestClient.connect(plain, { host, cookie, origin: 'https://api.example:8080' })
     same.close()
-    t.pass('same origin accepted')
+    const cookieless = await TestClient.connect(plain, { host, origin: 'https://other.example', authorization: 'Bearer 1' })
+    cookieless.close()
+    t.pass('same origin, and sockets without cookies, accepted')
   })
 })
 

@@ -193,11 +193,11 @@ export class ChannelsSession implements ConnectionExtra {
 
   async #start (resource: Resource, action: string, pk: Pk | undefined, url: string, acknowledged: () => void): Promise<Subscription> {
     const { authorizer, countQuery, fetchRoute, manager } = this.#ctx
-    const credentials = { ...this.#connection.credentials, ...channelsHeaders(resource.stream, 'subscribe', pk) }
-    const authorized = await authorizer.authorize(url, credentials)
+    const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
+    const authorized = await authorizer.authorize(url, requester)
     const view = authorized.kind === 'queryset'
       ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, countQuery)
-      : new RefetchView(authorized.key, authorized.route, authorized.url, credentials, fetchRoute)
+      : new RefetchView(authorized.key, authorized.route, authorized.url, requester, fetchRoute)
     const subscriber = new EventSubscriber(this.#connection, {
       stream: resource.stream,
       action,

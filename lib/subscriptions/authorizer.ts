@@ -10,7 +10,7 @@
  * then read inside the model's queue, so it cannot race a write.
  */
 import { randomBytes } from 'node:crypto'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, InjectOptions } from 'fastify'
 import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
 import { pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
@@ -26,22 +26,45 @@ export interface Credentials {
   [header: string]: string
 }
 
-/** Upgrade-request headers that carry credentials, forwarded to every injected request. */
-export const CREDENTIAL_HEADERS = ['authorization', 'cookie'] as const
+/**
+ * Who is asking, as the route would see them over HTTP: the upgrade request's
+ * headers and the socket's peer address. Every request the plugin injects for a
+ * socket (subscribe checks, re-checks, request frames, channels-api actions)
+ * carries both, so `request.ip` (with the app's `trustProxy`), `request.host`,
+ * `request.protocol` and any header a hook reads decide as they would over HTTP.
+ */
+export interface Requester {
+  headers: Credentials
+  /** The socket's peer address; undefined leaves light-my-request's 127.0.0.1 (sockets made by `injectWS`). */
+  remoteAddress: string | undefined
+}
 
-export function credentialsOf (request: FastifyRequest): Credentials {
-  const credentials: Credentials = {}
-  for (const name of CREDENTIAL_HEADERS) {
-    const value = request.headers[name]
-    if (typeof value === 'string') credentials[name] = value
+/**
+ * Headers that describe the upgrade itself (or the transfer of a body), not the
+ * client: never forwarded. `accept-encoding` too: an injected answer is read as
+ * text, so a compressing route must not compress it. `x-rest-live-*` headers are
+ * the plugin's own and only ever set by it.
+ */
+const HOP_HEADERS = new Set([
+  'connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'expect',
+  'content-length', 'content-type', 'accept-encoding',
+  'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions'
+])
+
+export function requesterOf (request: FastifyRequest): Requester {
+  const headers: Credentials = {}
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (HOP_HEADERS.has(name) || name.startsWith('x-rest-live-')) continue
+    if (typeof value === 'string') headers[name] = value
+    else if (Array.isArray(value)) headers[name] = value.join(', ')
   }
-  return credentials
+  return { headers, remoteAddress: request.raw.socket?.remoteAddress }
 }
 
 interface Probe {
   resolve: (view: AuthorizedView) => void
   reject: (err: unknown) => void
-  credentials: Credentials
+  requester: Requester
 }
 
 export class SubscriptionAuthorizer {
@@ -65,7 +88,7 @@ export class SubscriptionAuthorizer {
       return await reply.code(404).send()
     }
     try {
-      probe.resolve(this.#capture(route, request, reply, probe.credentials))
+      probe.resolve(this.#capture(route, request, reply, probe.requester))
     } catch (err) {
       probe.reject(err)
     }
@@ -86,14 +109,14 @@ export class SubscriptionAuthorizer {
   }
 
   /** Runs GET `url` as a subscription request; resolves with the view it may follow. */
-  async authorize (url: string, credentials: Credentials): Promise<AuthorizedView> {
+  async authorize (url: string, requester: Requester): Promise<AuthorizedView> {
     const token = randomBytes(18).toString('base64url')
     const captured = new Promise<AuthorizedView>((resolve, reject) => {
-      this.#pending.set(token, { resolve, reject, credentials })
+      this.#pending.set(token, { resolve, reject, requester })
     })
     captured.catch(() => {}) // settled either way; the inject's answer decides what is thrown
     try {
-      const response = await this.#app.inject({ method: 'GET', url, headers: { ...credentials, [PROBE_HEADER]: token } })
+      const response = await this.#app.inject(injectOptions('GET', url, requester, { [PROBE_HEADER]: token }))
       if (response.statusCode !== 204) {
         // the route's own hooks or validation answered: that is the subscription's answer
         const body = safeJson(response.body) as { message?: unknown } | undefined
@@ -111,7 +134,7 @@ export class SubscriptionAuthorizer {
     return typeof token === 'string' ? this.#pending.get(token) : undefined
   }
 
-  #capture (route: RealtimeRoute, request: FastifyRequest, reply: FastifyReply, credentials: Credentials): AuthorizedView {
+  #capture (route: RealtimeRoute, request: FastifyRequest, reply: FastifyReply, requester: Requester): AuthorizedView {
     if (route.serialize === undefined) {
       route.serialize = route.itemSchema === undefined
         ? JSON.stringify
@@ -119,8 +142,8 @@ export class SubscriptionAuthorizer {
     }
     const lookupValue = route.kind === 'retrieve' ? String((request.params as Record<string, unknown>)[route.lookup]) : undefined
     if (route.queryset === undefined) {
-      // the view is whatever the route answers these credentials at this URL
-      return { kind: 'refetch', route, url: request.url, key: JSON.stringify([request.url, credentials]), lookupValue }
+      // the view is whatever the route answers this requester (every header, and the address) at this URL
+      return { kind: 'refetch', route, url: request.url, key: JSON.stringify([request.url, requester.headers, requester.remoteAddress ?? null]), lookupValue }
     }
     let builder = route.queryset(request)
     if (route.kind === 'retrieve') {
@@ -129,6 +152,17 @@ export class SubscriptionAuthorizer {
     const { sql, bindings } = builder.toSQL()
     return { kind: 'queryset', route, builder, key: JSON.stringify([sql, bindings]), lookupValue }
   }
+}
+
+/** `app.inject` options for a request made on a socket's behalf. */
+export function injectOptions (method: HTTPMethods, url: string, requester: Requester, extraHeaders: Credentials = {}, payload?: string): InjectOptions {
+  const options: InjectOptions = { method, url, headers: { ...requester.headers, ...extraHeaders } }
+  if (requester.remoteAddress !== undefined) options.remoteAddress = requester.remoteAddress
+  if (payload !== undefined) {
+    options.payload = payload
+    ;(options.headers as Credentials)['content-type'] = 'application/json'
+  }
+  return options
 }
 
 /** The JSON value of a response body, or undefined when it is not JSON. */

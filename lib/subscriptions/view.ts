@@ -10,6 +10,7 @@ import { matcherStats } from '../matcher/stats.js'
 import { currentSequence } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
+import type { Requester } from './authorizer.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
 
@@ -155,18 +156,18 @@ export class QuerysetView extends ViewSource {
 }
 
 export interface RouteFetcher {
-  /** Runs the route as REST would for these credentials; undefined body when it answered an error. */
-  (url: string, headers: Record<string, string>): Promise<{ statusCode: number, body: unknown }>
+  /** Runs the route as REST would for this requester; undefined body when it answered an error. */
+  (url: string, requester: Requester): Promise<{ statusCode: number, body: unknown }>
 }
 
 /** A view with no queryset: the route is re-run and its answer diffed by primary key. */
 export class RefetchView extends ViewSource {
-  constructor (key: string, route: RealtimeRoute, readonly url: string, readonly headers: Record<string, string>, readonly fetch: RouteFetcher) {
+  constructor (key: string, route: RealtimeRoute, readonly url: string, readonly requester: Requester, readonly fetch: RouteFetcher) {
     super(key, route)
   }
 
   async readAll (): Promise<SerializedRows> {
-    const { statusCode, body } = await this.fetch(this.url, this.headers)
+    const { statusCode, body } = await this.fetch(this.url, this.requester)
     return RefetchView.toRows(this.route, statusCode, body)
   }
 

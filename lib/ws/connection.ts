@@ -12,7 +12,7 @@ import {
 } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
-import type { AuthorizedView, Credentials, SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
+import { injectOptions, type AuthorizedView, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
 import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
 import { QuerysetView, RefetchView, type RouteFetcher, type ViewSource } from '../subscriptions/view.js'
@@ -47,7 +47,8 @@ const DRAIN_POLL_MS = 20
 export class Connection implements Subscriber {
   readonly #socket: WebSocket
   readonly #ctx: ConnectionContext
-  readonly credentials: Credentials
+  /** Who opened the socket: every request run on its behalf looks like theirs (see Requester). */
+  readonly requester: Requester
   readonly #subscriptions = new Map<string, Subscription | Promise<Subscription | undefined>>()
   #tokens: number
   #lastRefill = Date.now()
@@ -55,10 +56,10 @@ export class Connection implements Subscriber {
   #closed = false
   readonly #extras: ConnectionExtra[] = []
 
-  constructor (socket: WebSocket, credentials: Credentials, ctx: ConnectionContext) {
+  constructor (socket: WebSocket, requester: Requester, ctx: ConnectionContext) {
     this.#socket = socket
     this.#ctx = ctx
-    this.credentials = credentials
+    this.requester = requester
     this.#tokens = ctx.options.maxFramesPerSecond
     socket.on('message', (data, isBinary) => { this.#receive(data as Buffer, isBinary) })
     socket.on('close', () => { this.#teardown() })
@@ -185,7 +186,7 @@ export class Connection implements Subscriber {
 
   async #startSubscription (frame: SubscribeFrame): Promise<Subscription> {
     const url = frame.path ?? this.#urlFor(frame)
-    const authorized = await this.#ctx.authorizer.authorize(url, this.credentials)
+    const authorized = await this.#ctx.authorizer.authorize(url, this.requester)
     const request: Parameters<SubscriptionManager['subscribe']>[0] = {
       id: frame.id,
       subscriber: this,
@@ -200,7 +201,7 @@ export class Connection implements Subscriber {
     if (authorized.kind === 'queryset') {
       return new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, this.#ctx.countQuery)
     }
-    return new RefetchView(authorized.key, authorized.route, authorized.url, this.credentials, this.#ctx.fetchRoute)
+    return new RefetchView(authorized.key, authorized.route, authorized.url, this.requester, this.#ctx.fetchRoute)
   }
 
   /** The URL a django-rest-live style frame (model + action + kwargs) stands for. */
@@ -222,12 +223,10 @@ export class Connection implements Subscriber {
     this.#socket.send(JSON.stringify({ type: 'unsubscribed', id: frame.id }))
   }
 
-  /** Runs a route exactly as an HTTP request carrying this socket's credentials would. */
-  async inject (method: HTTPMethods, url: string, body: unknown, extraHeaders: Record<string, string> = {}): Promise<LightMyRequestResponse> {
-    const headers: Record<string, string> = { ...this.credentials, ...extraHeaders }
-    const hasBody = body !== undefined
-    if (hasBody) headers['content-type'] = 'application/json'
-    return await this.#ctx.app.inject({ method, url, headers, ...(hasBody ? { payload: JSON.stringify(body) } : {}) })
+  /** Runs a route exactly as an HTTP request from this socket's client would (same headers, same address). */
+  async inject (method: HTTPMethods, url: string, body: unknown, extraHeaders: Credentials = {}): Promise<LightMyRequestResponse> {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    return await this.#ctx.app.inject(injectOptions(method, url, this.requester, extraHeaders, payload))
   }
 
   async #request (frame: RequestFrame): Promise<void> {
