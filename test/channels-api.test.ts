@@ -576,7 +576,7 @@ t.test('a drained socket resyncs its stale channels-api subscriptions', async (t
     fetchRoute: async () => ({ statusCode: 200, body: [] })
   } as unknown as ConnectionContext
   const replies: string[] = []
-  const connection = { credentials: {}, subscriptionCount: 0, closed: false, reply: (frame: string) => { replies.push(frame) }, send: () => true } as unknown as Connection
+  const connection = { requester: { headers: {}, remoteAddress: undefined }, subscriptionCount: 0, closed: false, reply: (frame: string) => { replies.push(frame) }, send: () => true } as unknown as Connection
   const session = new ChannelsSession(connection, ctx)
   const resource = { stream: 'q', prefix: '/q', pageSize: 25, model: undefined }
   const echo = { stream: 'q', action: 'subscribe', requestId: 1 }
