@@ -13,14 +13,17 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
+import { rowSerializer } from '../registry/response-schema.js'
 import { pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
+import { safeJson } from './json-text.js'
+import { querysetViewKey, refetchViewKey, type RequestIdentity } from './view.js'
 
 export const PROBE_HEADER = 'x-rest-live-probe'
 
 export type AuthorizedView =
-  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, key: string, lookupValue: string | undefined }
-  | { kind: 'refetch', route: RealtimeRoute, url: string, key: string, lookupValue: string | undefined }
+  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, key: string, lookupValue: string | undefined }
+  | { kind: 'refetch', route: RealtimeRoute, url: string, identity: RequestIdentity, key: string, lookupValue: string | undefined }
 
 export interface Credentials {
   [header: string]: string
@@ -41,7 +44,8 @@ export function credentialsOf (request: FastifyRequest): Credentials {
 interface Probe {
   resolve: (view: AuthorizedView) => void
   reject: (err: unknown) => void
-  credentials: Credentials
+  /** What the injected request carries besides the probe token: a refetch view is keyed by all of it. */
+  identity: RequestIdentity
 }
 
 export class SubscriptionAuthorizer {
@@ -54,22 +58,21 @@ export class SubscriptionAuthorizer {
     this.#registry = registry
   }
 
-  /** The preHandler appended to each realtime route. */
-  readonly preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const probe = this.#probeOf(request)
-    if (probe === undefined) return
-    const route = this.#registry.byUrl(request.routeOptions.url)
-    /* c8 ignore next 4 */
-    if (route === undefined) {
-      probe.reject(new NoRouteError(`no realtime route matches ${request.url}`))
-      return await reply.code(404).send()
+  /**
+   * The preHandler appended to a realtime route. One per route: the probe is
+   * captured with the exact route it reached (several routes may share a URL).
+   */
+  preHandlerFor (route: RealtimeRoute): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+    return async (request, reply) => {
+      const probe = this.#probeOf(request)
+      if (probe === undefined) return
+      try {
+        probe.resolve(this.#capture(route, request, reply, probe.identity))
+      } catch (err) {
+        probe.reject(err)
+      }
+      await reply.code(204).send()
     }
-    try {
-      probe.resolve(this.#capture(route, request, reply, probe.credentials))
-    } catch (err) {
-      probe.reject(err)
-    }
-    await reply.code(204).send()
   }
 
   /** An onRequest hook for every route: a probe that reaches a non-realtime route stops there. */
@@ -89,7 +92,7 @@ export class SubscriptionAuthorizer {
   async authorize (url: string, credentials: Credentials): Promise<AuthorizedView> {
     const token = randomBytes(18).toString('base64url')
     const captured = new Promise<AuthorizedView>((resolve, reject) => {
-      this.#pending.set(token, { resolve, reject, credentials })
+      this.#pending.set(token, { resolve, reject, identity: { headers: credentials } })
     })
     captured.catch(() => {}) // settled either way; the inject's answer decides what is thrown
     try {
@@ -111,31 +114,19 @@ export class SubscriptionAuthorizer {
     return typeof token === 'string' ? this.#pending.get(token) : undefined
   }
 
-  #capture (route: RealtimeRoute, request: FastifyRequest, reply: FastifyReply, credentials: Credentials): AuthorizedView {
-    if (route.serialize === undefined) {
-      route.serialize = route.itemSchema === undefined
-        ? JSON.stringify
-        : reply.compileSerializationSchema(route.itemSchema as Record<string, unknown>, '200') as (row: Row) => string
-    }
+  #capture (route: RealtimeRoute, request: FastifyRequest, reply: FastifyReply, identity: RequestIdentity): AuthorizedView {
     const lookupValue = route.kind === 'retrieve' ? String((request.params as Record<string, unknown>)[route.lookup]) : undefined
     if (route.queryset === undefined) {
-      // the view is whatever the route answers these credentials at this URL
-      return { kind: 'refetch', route, url: request.url, key: JSON.stringify([request.url, credentials]), lookupValue }
+      // the view is whatever the route answers this request (its own bytes): same route, URL and identity
+      return { kind: 'refetch', route, url: request.url, identity, key: refetchViewKey(route, request.url, identity), lookupValue }
     }
     let builder = route.queryset(request)
     if (route.kind === 'retrieve') {
       builder = builder.where(pkColumn(route), (request.params as Record<string, unknown>)[route.lookup] as Knex.Value)
     }
     const { sql, bindings } = builder.toSQL()
-    return { kind: 'queryset', route, builder, key: JSON.stringify([sql, bindings]), lookupValue }
-  }
-}
-
-/** The JSON value of a response body, or undefined when it is not JSON. */
-export function safeJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
+    // taken once per route, from the route's own compiled response serializers
+    route.serialize ??= rowSerializer(route.kind, route.response, reply)
+    return { kind: 'queryset', route, builder, serialize: route.serialize, key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
   }
 }
