@@ -19,6 +19,12 @@ export const RealtimeConfigError = createError<[string, string]>(
   500,
   TypeError
 )
+export const UnserializableRouteError = createError<[string, string]>(
+  'FST_REST_LIVE_UNSERIALIZABLE_ROUTE',
+  'fastify-rest-live: realtime route GET %s cannot be serialized for subscribers as REST serializes it: %s',
+  500,
+  TypeError
+)
 export const RealtimeMethodError = createError<[string, string]>(
   'FST_REST_LIVE_NOT_A_GET_ROUTE',
   'fastify-rest-live: route %s %s has config.realtime, but only GET routes can be realtime',

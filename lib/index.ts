@@ -20,7 +20,7 @@ import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { createCounters } from './stats.js'
-import { SubscriptionAuthorizer, injectOptions, requesterOf, safeJson } from './subscriptions/authorizer.js'
+import { SubscriptionAuthorizer, injectOptions, requesterOf } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
@@ -40,11 +40,13 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const authorizer = new SubscriptionAuthorizer(app, registry)
   const connections = new Set<Connection>()
 
-  app.addHook('onRoute', (route) => {
-    if (registry.add(route) === undefined) return
+  app.addHook('onRoute', function (route) {
+    // `this` is the instance the route is registered on: its shared schemas are the ones the route's $refs see
+    const realtime = registry.add(route, this)
+    if (realtime === undefined) return
     // appended last, so the route's own hooks have authorised the probe before it is answered
     const existing = route.preHandler === undefined ? [] : Array.isArray(route.preHandler) ? route.preHandler : [route.preHandler]
-    route.preHandler = [...existing, authorizer.preHandler] as RouteOptions['preHandler']
+    route.preHandler = [...existing, authorizer.preHandlerFor(realtime)] as RouteOptions['preHandler']
   })
   const reportedEarly = new Set<string>()
   app.addHook('onRequest', async (request, reply) => {
@@ -107,7 +109,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     countQuery: () => { counters.databaseChecks++ },
     fetchRoute: async (url, requester) => {
       const response = await app.inject(injectOptions('GET', url, requester))
-      return { statusCode: response.statusCode, body: safeJson(response.body) }
+      return { statusCode: response.statusCode, body: response.body }
     }
   }
   // channels-api frames ({ stream, payload }) share the socket and its connection state
@@ -139,6 +141,8 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   if (options.inspector) registerInspector(app, options.path, { stats: () => realtime.stats(), routes: () => manager.describe() })
 
   app.addHook('onReady', async () => {
+    // every route and shared schema is known now: refuse routes whose frames could not match REST
+    registry.checkResponses()
     await bus.ready()
   })
 }

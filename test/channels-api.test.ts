@@ -554,14 +554,14 @@ t.test('pieces', async (t) => {
 t.test('a drained socket resyncs its stale channels-api subscriptions', async (t) => {
   const resynced: unknown[] = []
   const unsubscribed: unknown[] = []
-  const route = { url: '/q', model: 'q', kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, itemSchema: undefined, serialize: undefined }
+  const route = { id: 1, url: '/q', model: 'q', kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, response: undefined, serialize: undefined }
   const stale = { stale: true } as unknown as Subscription
   const fresh = { stale: false } as unknown as Subscription
   let next = stale
   const ctx = {
     options: { maxSubscriptions: 10 },
     registry: { byUrl: () => route, forModel: () => [route] },
-    authorizer: { authorize: async () => ({ kind: 'refetch', route, url: '/q', key: 'k', lookupValue: undefined }) },
+    authorizer: { authorize: async () => ({ kind: 'refetch', route, url: '/q', identity: { headers: {} }, key: 'k', lookupValue: undefined }) },
     manager: {
       subscribe: async (request: { subscriber: { send: (frame: string) => boolean } }) => {
         request.subscriber.send('{"type":"subscribed","id":"x"}')
@@ -573,7 +573,7 @@ t.test('a drained socket resyncs its stale channels-api subscriptions', async (t
       unsubscribe: (subscription: unknown) => { unsubscribed.push(subscription) }
     },
     countQuery: () => {},
-    fetchRoute: async () => ({ statusCode: 200, body: [] })
+    fetchRoute: async () => ({ statusCode: 200, body: '[]' })
   } as unknown as ConnectionContext
   const replies: string[] = []
   const connection = { requester: { headers: {}, remoteAddress: undefined }, subscriptionCount: 0, closed: false, reply: (frame: string) => { replies.push(frame) }, send: () => true } as unknown as Connection

@@ -173,15 +173,17 @@ t.test('a changed row is serialized once per route, whatever the number of views
   await createTasksTable(db, table)
   t.teardown(async () => { await db.destroy() })
   let calls = 0
+  const serialize = (row: Row): string => { calls++; return JSON.stringify(row) }
   const route: RealtimeRoute = {
-    url: '/t', model: table, kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, itemSchema: undefined,
-    serialize: (row) => { calls++; return JSON.stringify(row) }
+    id: 1, url: '/t', model: table, kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, response: undefined, serialize
   }
   const views = [db(table).where('owner_id', 1), db(table).where('done', false), db(table)]
-    .map((builder, n) => new QuerysetView(String(n), route, builder, undefined, () => {}))
+    .map((builder, n) => new QuerysetView(String(n), route, builder, serialize, undefined, () => {}))
   for (const view of views) await view.readAll()
-  const bare = new QuerysetView('bare', { ...route, serialize: undefined }, db(table), undefined, () => {})
-  await bare.readAll()
+  // another route's view of the same rows, with its own serializer: the text cached for the first must not reach it
+  const narrow = (row: Row): string => JSON.stringify({ id: row.id })
+  const other = new QuerysetView('other', { ...route, id: 2, url: '/u', serialize: narrow }, db(table), narrow, undefined, () => {})
+  await other.readAll()
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
   // a row this node captured after every read above: trusted in memory (see capture/local-sequence.ts)
   const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, sequence: tick() }]])
@@ -189,7 +191,7 @@ t.test('a changed row is serialized once per route, whatever the number of views
   t.equal(calls, 1)
   t.same(readings.map((reading) => reading?.rows.get('1')), Array(3).fill(JSON.stringify(row)))
   t.same(views.map((view) => view.indexKey?.column), ['owner_id', 'done', undefined], 'equality filters are indexed')
-  t.same((await bare.readChanged(keys))?.rows.get('1'), JSON.stringify(row), 'no serializer: JSON')
+  t.same((await other.readChanged(keys))?.rows.get('1'), '{"id":1}', "another route's serializer gets its own text")
 })
 
 t.test('what compiles and what does not', async (t) => {

@@ -24,9 +24,9 @@ t.test("a local capture handled after another node's newer write of the row does
   const [row] = await db(table).insert({ title: 'v0', owner_id: 1 }).returning('*') as Row[]
 
   const registry = new RouteRegistry()
-  registry.add({ method: 'GET', url: '/tasks', schema: { response: { 200: { type: 'array', items: TaskSchema } } }, config: { realtime: { model: table, queryset: () => db(table) } }, handler: async () => [] } as unknown as RouteOptions)
+  registry.add({ method: 'GET', url: '/tasks', schema: { response: { 200: { type: 'array', items: TaskSchema } } }, config: { realtime: { model: table, queryset: () => db(table) } }, handler: async () => [] } as unknown as RouteOptions, { getSchemas: () => ({}) })
   const route = registry.byUrl('/tasks') as RealtimeRoute
-  route.serialize = (value) => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
+  const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
   const manager = new SubscriptionManager(registry, Fastify().log, createCounters())
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
@@ -36,7 +36,7 @@ t.test("a local capture handled after another node's newer write of the row does
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), undefined, () => {}),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}),
       snapshot: true
     })
   }

@@ -11,7 +11,9 @@ import type { Subscription, Subscriber } from '../subscriptions/subscription.js'
 import { BadFrameError, NoRouteError, TooManySubscriptionsError, toFrameFailure } from '../errors.js'
 import type { RealtimeRoute } from '../registry/route-registry.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
-import { QuerysetView, RefetchView } from '../subscriptions/view.js'
+import { lastFieldText } from '../subscriptions/frames-out.js'
+import { arrayItemTexts, memberText } from '../subscriptions/json-text.js'
+import { viewOf } from '../subscriptions/view.js'
 import type { Connection, ConnectionContext, ConnectionExtra } from '../ws/connection.js'
 import { answerFrame, echoOf, eventFrame, isChannelsFrame, validateChannelsFrame, type Answer, type ChannelsPayload, type Echo, type Pk } from './frames.js'
 import { channelsHeaders } from './permissions.js'
@@ -195,9 +197,7 @@ export class ChannelsSession implements ConnectionExtra {
     const { authorizer, countQuery, fetchRoute, manager } = this.#ctx
     const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
     const authorized = await authorizer.authorize(url, requester)
-    const view = authorized.kind === 'queryset'
-      ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, countQuery)
-      : new RefetchView(authorized.key, authorized.route, authorized.url, requester, fetchRoute)
+    const view = viewOf(authorized, countQuery, fetchRoute)
     const subscriber = new EventSubscriber(this.#connection, {
       stream: resource.stream,
       action,
@@ -260,11 +260,20 @@ export interface EventTarget {
 interface NativeFrame {
   type: 'subscribed' | 'broadcast' | 'resync'
   action?: string
-  instance?: Record<string, unknown>
-  data?: unknown
 }
 
-/** Receives a subscription's native frames and sends the channels-api events among them. */
+/** A row's primary key, as written in its text, to compare with the pk a client sent (a string). */
+function pkString (rowText: string, pkField: string): string | undefined {
+  const text = memberText(rowText, pkField)
+  return text?.startsWith('"') === true ? JSON.parse(text) as string : text
+}
+
+/**
+ * Receives a subscription's native frames and sends the channels-api events
+ * among them. One per channels-api subscription, sharing nothing: the rows it
+ * forwards are the texts of its own subscription's frames, spliced as they are
+ * (never re-encoded), so an event's `data` is the route's serialization.
+ */
 export class EventSubscriber implements Subscriber {
   readonly #connection: Pick<Subscriber, 'send'>
   readonly #target: EventTarget
@@ -283,17 +292,17 @@ export class EventSubscriber implements Subscriber {
         return true
       case 'resync': {
         // channels-api had no such event: the server may have missed changes, so the client should reload
-        const data = pk !== undefined && Array.isArray(parsed.data)
-          ? (parsed.data as Array<Record<string, unknown>>).filter((row) => String(row[pkField]) === pk)
-          : parsed.data
-        return this.#connection.send(eventFrame(stream, 'resync', pk ?? null, data, model), droppable)
+        const text = lastFieldText(frame, 'data')
+        const data = pk !== undefined && text.startsWith('[')
+          ? `[${arrayItemTexts(text).filter((row) => pkString(row, pkField) === pk).join(',')}]`
+          : text
+        return this.#connection.send(eventFrame(stream, 'resync', JSON.stringify(pk ?? null), data, model), droppable)
       }
       default: {
         if (EVENT_ACTIONS[parsed.action as string] !== action) return true
-        const instance = parsed.instance as Record<string, unknown>
-        const value = instance[pkField]
-        if (pk !== undefined && String(value) !== pk) return true
-        return this.#connection.send(eventFrame(stream, action, value, instance, model), droppable)
+        const instance = lastFieldText(frame, 'instance')
+        if (pk !== undefined && pkString(instance, pkField) !== pk) return true
+        return this.#connection.send(eventFrame(stream, action, memberText(instance, pkField) ?? 'null', instance, model), droppable)
       }
     }
   }

@@ -89,7 +89,7 @@ export function answerFrame (echo: Echo, answer: Answer): string {
   })
 }
 
-/** An event for a subscription, as channels-api's binding sent it. */
-export function eventFrame (stream: string, action: string, pk: unknown, data: unknown, model: string): string {
-  return JSON.stringify({ stream, payload: { action, pk, data, model } })
+/** An event for a subscription, as channels-api's binding sent it; `pk` and `data` are JSON texts, spliced as they are. */
+export function eventFrame (stream: string, action: string, pk: string, data: string, model: string): string {
+  return `{"stream":${JSON.stringify(stream)},"payload":{"action":${JSON.stringify(action)},"pk":${pk},"data":${data},"model":${JSON.stringify(model)}}}`
 }

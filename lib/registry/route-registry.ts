@@ -6,10 +6,18 @@ import type { RouteOptions } from 'fastify'
 import type { Knex } from 'knex'
 import { BadFrameError, NoRouteError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
 import type { RealtimeRouteConfig, Row } from '../types.js'
+import { successResponse, type SchemaScope, type SuccessResponse } from './response-schema.js'
 
 export type RouteKind = 'list' | 'retrieve'
 
 export interface RealtimeRoute {
+  /**
+   * Unique per registered route (two routes may share a URL, told apart by
+   * constraints). Everything that shapes a frame (URL pattern, serializer,
+   * lookup, pk, list or retrieve) belongs to one route, so views are never
+   * shared across routes: their keys start with this id.
+   */
+  id: number
   url: string
   model: string
   kind: RouteKind
@@ -18,9 +26,9 @@ export interface RealtimeRoute {
   /** Path parameter names, in order. */
   params: string[]
   queryset: RealtimeRouteConfig['queryset']
-  /** The schema one row is serialized with (a list route's array item schema), if any. */
-  itemSchema: unknown
-  /** Serializes one row as the REST response would; compiled on first use by the route's own compiler. */
+  /** The response schema REST serializes a 200 with; undefined when there is none (JSON.stringify). Set when the app is ready. */
+  response: SuccessResponse | undefined
+  /** Serializes one row as the REST response would: the route's own compiled serializer, taken on the first subscription. */
   serialize: ((row: Row) => string) | undefined
 }
 
@@ -48,11 +56,6 @@ function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
   return record as unknown as RealtimeRouteConfig
 }
 
-function successSchema (route: RouteOptions): unknown {
-  const response = (route.schema as { response?: Record<string, unknown> } | undefined)?.response
-  return response?.['200'] ?? response?.['2xx']
-}
-
 export function pathParams (url: string): string[] {
   return [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((match) => match[1] as string)
 }
@@ -60,9 +63,12 @@ export function pathParams (url: string): string[] {
 export class RouteRegistry {
   readonly #byUrl = new Map<string, RealtimeRoute>()
   readonly #byModel = new Map<string, RealtimeRoute[]>()
+  /** Routes whose response schema is checked when the app is ready, once every shared schema is known. */
+  readonly #unchecked: Array<{ route: RealtimeRoute, schema: unknown, scope: SchemaScope }> = []
+  #nextId = 0
 
-  /** Records a route if it opts in; returns it, or undefined for ordinary routes. */
-  add (route: RouteOptions): RealtimeRoute | undefined {
+  /** Records a route if it opts in; returns it, or undefined for ordinary routes. `scope` is the instance it is registered on. */
+  add (route: RouteOptions, scope: SchemaScope): RealtimeRoute | undefined {
     const config = (route.config as { realtime?: unknown } | undefined)?.realtime
     if (config === undefined) return undefined
     const methods = Array.isArray(route.method) ? route.method : [route.method]
@@ -73,15 +79,10 @@ export class RouteRegistry {
     const valid = validateConfig(route.url, config)
     const lookup = valid.lookup ?? 'id'
     const params = pathParams(route.url)
-    const schema = successSchema(route) as { type?: unknown, items?: unknown } | undefined
     const kind: RouteKind = params.includes(lookup) ? 'retrieve' : 'list'
     const pk = valid.pk ?? 'id'
-    const itemSchema = kind === 'list' && schema?.type === 'array' ? schema.items : kind === 'retrieve' ? schema : undefined
-    const properties = (itemSchema as { properties?: Record<string, unknown> } | undefined)?.properties
-    if (properties !== undefined && !(pk in properties)) {
-      throw new RealtimeConfigError(route.url, `its response schema drops the primary key '${pk}', so subscribers could not tell rows apart; add it to the schema or set config.realtime.pk`)
-    }
     const realtime: RealtimeRoute = {
+      id: ++this.#nextId,
       url: route.url,
       model: valid.model,
       kind,
@@ -89,14 +90,26 @@ export class RouteRegistry {
       pk,
       params,
       queryset: valid.queryset,
-      itemSchema,
+      response: undefined,
       serialize: undefined
     }
+    this.#unchecked.push({ route: realtime, schema: route.schema, scope })
     this.#byUrl.set(route.url, realtime)
     const forModel = this.#byModel.get(valid.model) ?? []
     forModel.push(realtime)
     this.#byModel.set(valid.model, forModel)
     return realtime
+  }
+
+  /**
+   * Checks the response schemas of the routes added since the last call (at
+   * onReady: a route may refer to a schema added after it) and records how REST
+   * serializes each; throws for a route whose frames could not match REST.
+   */
+  checkResponses (): void {
+    for (const { route, schema, scope } of this.#unchecked.splice(0)) {
+      route.response = successResponse(route, schema, scope.getSchemas())
+    }
   }
 
   byUrl (url: string | undefined): RealtimeRoute | undefined {

@@ -13,14 +13,17 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, InjectOptions } from 'fastify'
 import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
+import { rowSerializer } from '../registry/response-schema.js'
 import { pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
+import { safeJson } from './json-text.js'
+import { querysetViewKey, refetchViewKey } from './view.js'
 
 export const PROBE_HEADER = 'x-rest-live-probe'
 
 export type AuthorizedView =
-  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, key: string, lookupValue: string | undefined }
-  | { kind: 'refetch', route: RealtimeRoute, url: string, key: string, lookupValue: string | undefined }
+  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, key: string, lookupValue: string | undefined }
+  | { kind: 'refetch', route: RealtimeRoute, url: string, requester: Requester, key: string, lookupValue: string | undefined }
 
 export interface Credentials {
   [header: string]: string
@@ -36,7 +39,7 @@ export interface Credentials {
 export interface Requester {
   headers: Credentials
   /** The socket's peer address; undefined leaves light-my-request's 127.0.0.1 (sockets made by `injectWS`). */
-  remoteAddress: string | undefined
+  remoteAddress?: string | undefined
 }
 
 /**
@@ -64,6 +67,7 @@ export function requesterOf (request: FastifyRequest): Requester {
 interface Probe {
   resolve: (view: AuthorizedView) => void
   reject: (err: unknown) => void
+  /** Who the injected request stands for: a refetch view is keyed by all of it. */
   requester: Requester
 }
 
@@ -77,22 +81,21 @@ export class SubscriptionAuthorizer {
     this.#registry = registry
   }
 
-  /** The preHandler appended to each realtime route. */
-  readonly preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const probe = this.#probeOf(request)
-    if (probe === undefined) return
-    const route = this.#registry.byUrl(request.routeOptions.url)
-    /* c8 ignore next 4 */
-    if (route === undefined) {
-      probe.reject(new NoRouteError(`no realtime route matches ${request.url}`))
-      return await reply.code(404).send()
+  /**
+   * The preHandler appended to a realtime route. One per route: the probe is
+   * captured with the exact route it reached (several routes may share a URL).
+   */
+  preHandlerFor (route: RealtimeRoute): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+    return async (request, reply) => {
+      const probe = this.#probeOf(request)
+      if (probe === undefined) return
+      try {
+        probe.resolve(this.#capture(route, request, reply, probe.requester))
+      } catch (err) {
+        probe.reject(err)
+      }
+      await reply.code(204).send()
     }
-    try {
-      probe.resolve(this.#capture(route, request, reply, probe.requester))
-    } catch (err) {
-      probe.reject(err)
-    }
-    await reply.code(204).send()
   }
 
   /** An onRequest hook for every route: a probe that reaches a non-realtime route stops there. */
@@ -135,22 +138,19 @@ export class SubscriptionAuthorizer {
   }
 
   #capture (route: RealtimeRoute, request: FastifyRequest, reply: FastifyReply, requester: Requester): AuthorizedView {
-    if (route.serialize === undefined) {
-      route.serialize = route.itemSchema === undefined
-        ? JSON.stringify
-        : reply.compileSerializationSchema(route.itemSchema as Record<string, unknown>, '200') as (row: Row) => string
-    }
     const lookupValue = route.kind === 'retrieve' ? String((request.params as Record<string, unknown>)[route.lookup]) : undefined
     if (route.queryset === undefined) {
-      // the view is whatever the route answers this requester (every header, and the address) at this URL
-      return { kind: 'refetch', route, url: request.url, key: JSON.stringify([request.url, requester.headers, requester.remoteAddress ?? null]), lookupValue }
+      // the view is whatever the route answers this request (its own bytes): same route, URL and requester
+      return { kind: 'refetch', route, url: request.url, requester, key: refetchViewKey(route, request.url, requester), lookupValue }
     }
     let builder = route.queryset(request)
     if (route.kind === 'retrieve') {
       builder = builder.where(pkColumn(route), (request.params as Record<string, unknown>)[route.lookup] as Knex.Value)
     }
     const { sql, bindings } = builder.toSQL()
-    return { kind: 'queryset', route, builder, key: JSON.stringify([sql, bindings]), lookupValue }
+    // taken once per route, from the route's own compiled response serializers
+    route.serialize ??= rowSerializer(route.kind, route.response, reply)
+    return { kind: 'queryset', route, builder, serialize: route.serialize, key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
   }
 }
 
@@ -163,13 +163,4 @@ export function injectOptions (method: HTTPMethods, url: string, requester: Requ
     ;(options.headers as Credentials)['content-type'] = 'application/json'
   }
   return options
-}
-
-/** The JSON value of a response body, or undefined when it is not JSON. */
-export function safeJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
 }

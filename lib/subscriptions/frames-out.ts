@@ -2,6 +2,7 @@
  * Server → client frames, built as strings around rows that are already
  * serialized, so a row is serialized once and spliced into every recipient's frame.
  */
+import { memberText } from './json-text.js'
 import type { SerializedRows } from './view.js'
 
 export type BroadcastAction = 'CREATED' | 'UPDATED' | 'DELETED'
@@ -29,8 +30,19 @@ export function resyncFrame (idJson: string, data: string): string {
   return `{"type":"resync","id":${idJson},"data":${data}}`
 }
 
-/** What a DELETED broadcast carries: the primary key as the subscriber last saw it. */
+/** What a DELETED broadcast carries: the primary key as the subscriber last saw it, in the same bytes. */
 export function deletedInstance (pk: string, lastSeen: string): string {
   // the registry makes sure a route's response schema keeps the primary key
-  return JSON.stringify({ [pk]: (JSON.parse(lastSeen) as Record<string, unknown>)[pk] })
+  const value = memberText(lastSeen, pk)
+  return value === undefined ? '{}' : `{${JSON.stringify(pk)}:${value}}`
+}
+
+/**
+ * The text of a frame's `instance` or `data`, as spliced in above: always the
+ * last field, after fields whose JSON cannot contain `,"instance":` or
+ * `,"data":` unescaped.
+ */
+export function lastFieldText (frame: string, field: 'instance' | 'data'): string {
+  const marker = `,"${field}":`
+  return frame.slice(frame.indexOf(marker) + marker.length, -1)
 }

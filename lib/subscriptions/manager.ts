@@ -8,7 +8,7 @@ import type { Bus, ChangeEvent } from '../bus/bus.js'
 import { capturedSequence, currentSequence } from '../capture/local-sequence.js'
 import { InstanceNotFoundError } from '../errors.js'
 import { ViewIndex } from '../matcher/view-index.js'
-import type { RouteRegistry } from '../registry/route-registry.js'
+import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
 import type { Counters } from '../stats.js'
 import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
 import { ModelQueue, type ChangedKeys } from './model-queue.js'
@@ -55,14 +55,15 @@ export class SubscriptionManager {
 
   /** Per route: how many distinct views and subscriptions it has (for the inspector). */
   describe (): Array<{ model: string, route: string, kind: string, views: number, subscriptions: number }> {
-    const byRoute = new Map<string, { model: string, route: string, kind: string, views: number, subscriptions: number }>()
+    // per route, not per URL: two routes may share a URL
+    const byRoute = new Map<RealtimeRoute, { model: string, route: string, kind: string, views: number, subscriptions: number }>()
     for (const views of this.#views.values()) {
       for (const view of views.values()) {
         const { model, url, kind } = view.route
-        const entry = byRoute.get(url) ?? { model, route: url, kind, views: 0, subscriptions: 0 }
+        const entry = byRoute.get(view.route) ?? { model, route: url, kind, views: 0, subscriptions: 0 }
         entry.views++
         entry.subscriptions += view.subscriptions.size
-        byRoute.set(url, entry)
+        byRoute.set(view.route, entry)
       }
     }
     return [...byRoute.values()]

@@ -1,8 +1,11 @@
 /**
  * A view is what one standing GET returns. Subscriptions whose GETs are
- * provably the same (same SQL and bindings, or same URL and credentials) share
- * one `ViewSource`, so a change costs one check per distinct view, never one
- * per subscriber.
+ * provably the same share one `ViewSource`, so a change costs one check per
+ * distinct view, never one per subscriber. "The same" means the same route
+ * (which fixes the serializer, lookup, pk and list or retrieve: what shapes a
+ * frame) and the same rows: the same SQL and bindings for a queryset, the same
+ * URL and request identity (every header, the remote address) for a refetch.
+ * The view key is the only thing sharing is decided by: see the two functions below.
  */
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
@@ -10,9 +13,32 @@ import { matcherStats } from '../matcher/stats.js'
 import { currentSequence } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import type { Row } from '../types.js'
-import type { Requester } from './authorizer.js'
+import type { AuthorizedView, Requester } from './authorizer.js'
+import { arrayItemTexts, safeJson } from './json-text.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
+
+/** The key of a queryset view: its route, its lookup value (a retrieve) and its SQL. */
+export function querysetViewKey (route: RealtimeRoute, sql: string, bindings: readonly unknown[], lookupValue: string | undefined): string {
+  return JSON.stringify(['queryset', route.id, lookupValue ?? null, sql, bindings])
+}
+
+/**
+ * The key of a refetch view: its route, URL and the whole identity of the
+ * injected request (every header, in a stable order, and the remote address
+ * when there is one), so a view is shared only by requests REST cannot tell apart.
+ */
+export function refetchViewKey (route: RealtimeRoute, url: string, requester: Requester): string {
+  const headers = Object.entries(requester.headers).sort(([a], [b]) => a < b ? -1 : 1)
+  return JSON.stringify(['refetch', route.id, url, headers, requester.remoteAddress ?? null])
+}
+
+/** The view an authorised subscription follows (replaced by an identical one already followed, if any). */
+export function viewOf (authorized: AuthorizedView, countQuery: () => void, fetch: RouteFetcher): ViewSource {
+  return authorized.kind === 'queryset'
+    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery)
+    : new RefetchView(authorized.key, authorized.route, authorized.url, authorized.requester, fetch)
+}
 
 /** Rows of a view as the subscriber would see them: primary key → serialized row, in REST order. */
 export type SerializedRows = Map<string, string>
@@ -63,6 +89,8 @@ const CHUNK = 500
  */
 export class QuerysetView extends ViewSource {
   readonly #builder: Knex.QueryBuilder
+  /** The route's row serializer (the view key's route fixes it). */
+  readonly #serializer: (row: Row) => string
   readonly #lookupKey: string | undefined
   readonly #countQuery: () => void
   /** null until compiled (on the first read), then the predicate or undefined. */
@@ -70,9 +98,10 @@ export class QuerysetView extends ViewSource {
   /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
   #readAt = 0
 
-  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, lookupKey: string | undefined, countQuery: () => void) {
+  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void) {
     super(key, route)
     this.#builder = builder
+    this.#serializer = serialize
     this.#lookupKey = lookupKey
     this.#countQuery = countQuery
   }
@@ -134,9 +163,13 @@ export class QuerysetView extends ViewSource {
     return inView
   }
 
-  /** The changed row serialized as the route does: once per serializer, whichever views need it. */
+  /**
+   * The changed row serialized as the route does: once per serializer, whichever
+   * views need it. Keyed by the serializer function itself, which alone decides
+   * the text (one per route; JSON.stringify for every route without a schema).
+   */
   #serializeChange (change: ChangedRow): string {
-    const serialize = this.route.serialize ?? JSON.stringify
+    const serialize = this.#serializer
     change.serialized ??= new Map()
     let text = change.serialized.get(serialize)
     if (text === undefined) {
@@ -147,7 +180,7 @@ export class QuerysetView extends ViewSource {
   }
 
   #serialize (rows: Row[]): SerializedRows {
-    const serialize = this.route.serialize ?? JSON.stringify
+    const serialize = this.#serializer
     const pk = this.route.pk
     const out: SerializedRows = new Map()
     for (const row of rows) out.set(keyOf(row[pk]), serialize(row))
@@ -156,12 +189,13 @@ export class QuerysetView extends ViewSource {
 }
 
 export interface RouteFetcher {
-  /** Runs the route as REST would for this requester; undefined body when it answered an error. */
-  (url: string, requester: Requester): Promise<{ statusCode: number, body: unknown }>
+  /** Runs the route as REST would for this requester; the body is the answer's text, as sent. */
+  (url: string, requester: Requester): Promise<{ statusCode: number, body: string }>
 }
 
 /** A view with no queryset: the route is re-run and its answer diffed by primary key. */
 export class RefetchView extends ViewSource {
+  /** `requester` is the one the view key was made from: the route is re-run with it. */
   constructor (key: string, route: RealtimeRoute, readonly url: string, readonly requester: Requester, readonly fetch: RouteFetcher) {
     super(key, route)
   }
@@ -176,11 +210,17 @@ export class RefetchView extends ViewSource {
     return { rows: await this.readAll(), examined: null }
   }
 
-  static toRows (route: RealtimeRoute, statusCode: number, body: unknown): SerializedRows {
+  /** The rows of a route's answer, each as the route's own text (never re-encoded: see json-text.ts). */
+  static toRows (route: RealtimeRoute, statusCode: number, body: string): SerializedRows {
     const rows: SerializedRows = new Map()
     if (statusCode !== 200) return rows
-    const items = Array.isArray(body) ? body : Object(body) === body ? [body] : [] // an object is one instance; anything else (not JSON, null) no rows
-    for (const item of items as Row[]) rows.set(keyOf(item[route.pk]), JSON.stringify(item))
+    const value = safeJson(body)
+    if (Array.isArray(value)) {
+      const texts = arrayItemTexts(body)
+      value.forEach((item: Row, n) => { rows.set(keyOf(item[route.pk]), texts[n] as string) })
+    } else if (Object(value) === value) {
+      rows.set(keyOf((value as Row)[route.pk]), body) // an object is one instance; anything else (not JSON, null) no rows
+    }
     return rows
   }
 }

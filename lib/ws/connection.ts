@@ -12,10 +12,10 @@ import {
 } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
-import { injectOptions, type AuthorizedView, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
+import { injectOptions, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
 import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
-import { QuerysetView, RefetchView, type RouteFetcher, type ViewSource } from '../subscriptions/view.js'
+import { viewOf, type RouteFetcher } from '../subscriptions/view.js'
 import { frameIdOf, parseFrame, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
 
 /** What every connection shares. */
@@ -190,18 +190,11 @@ export class Connection implements Subscriber {
     const request: Parameters<SubscriptionManager['subscribe']>[0] = {
       id: frame.id,
       subscriber: this,
-      view: this.#viewFor(authorized),
+      view: viewOf(authorized, this.#ctx.countQuery, this.#ctx.fetchRoute),
       snapshot: frame.snapshot === true
     }
     if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue
     return await this.#ctx.manager.subscribe(request)
-  }
-
-  #viewFor (authorized: AuthorizedView): ViewSource {
-    if (authorized.kind === 'queryset') {
-      return new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, this.#ctx.countQuery)
-    }
-    return new RefetchView(authorized.key, authorized.route, authorized.url, this.requester, this.#ctx.fetchRoute)
   }
 
   /** The URL a django-rest-live style frame (model + action + kwargs) stands for. */

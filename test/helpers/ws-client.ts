@@ -13,12 +13,16 @@ export interface Frame {
 
 export class TestClient {
   readonly frames: Frame[] = []
+  /** The text each frame arrived as, to compare bytes (see `raw`). */
+  readonly #texts = new WeakMap<Frame, string>()
   readonly #waiters: Array<{ predicate: (frame: Frame) => boolean, resolve: (frame: Frame) => void }> = []
   closed: { code: number, reason: string } | undefined
 
   constructor (readonly socket: WebSocket) {
     socket.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as Frame
+      const text = String(data)
+      const frame = JSON.parse(text) as Frame
+      this.#texts.set(frame, text)
       this.frames.push(frame)
       for (const waiter of [...this.#waiters]) {
         if (waiter.predicate(frame)) {
@@ -86,6 +90,11 @@ export class TestClient {
   async flush (app: FastifyInstance): Promise<void> {
     await app.realtime.settled()
     await this.ask({ type: 'unsubscribe', id: `__flush_${++requestCounter}` })
+  }
+
+  /** The text a frame arrived as. */
+  raw (frame: Frame): string {
+    return this.#texts.get(frame) as string
   }
 
   broadcasts (id: string | number): Frame[] {
