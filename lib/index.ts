@@ -90,9 +90,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   // registered before this plugin refusing with 401) is never released by @fastify/websocket, which
   // only destroys sockets it saw: each refusal would keep a descriptor, and app.close() would wait on
   // it forever. `raw.upgrade` marks requests that came through the server's 'upgrade' event.
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', async (request) => {
     const upgrade = (request.raw as { upgrade?: boolean }).upgrade === true // set by Node's parser, untyped
-    if (upgrade && request.ws !== true) (reply.raw.socket ?? request.raw.socket).destroy()
+    if (upgrade && request.ws !== true) request.raw.socket.destroy()
   })
   if (!app.hasDecorator('websocketServer')) {
     // a hard ceiling above maxPayload: frames between the two get a 413 answer, larger ones a 1009 close

@@ -14,7 +14,7 @@ import restLive from '../lib/index.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
-interface Seen { ip: string, host: string, protocol: string, userAgent: unknown, language: unknown, apiKey: unknown }
+interface Seen { ip: string, host: string, protocol: string, userAgent: unknown, language: unknown, apiKey: unknown, setCookie: unknown }
 
 /** Tasks routes that answer 403 to any address but `allowed`, and report what they saw. */
 async function guardedApp (t: Test, allowed: string, server: FastifyServerOptions = {}): Promise<{ app: FastifyInstance, url: string, seen: Seen[] }> {
@@ -26,7 +26,7 @@ async function guardedApp (t: Test, allowed: string, server: FastifyServerOption
   await app.register(restLive, { knex: db })
   app.realtime.resource('tasks', { prefix: '/tasks' })
   const guard = async (request: import('fastify').FastifyRequest): Promise<void> => {
-    seen.push({ ip: request.ip, host: request.host, protocol: request.protocol, userAgent: request.headers['user-agent'], language: request.headers['accept-language'], apiKey: request.headers['x-api-key'] })
+    seen.push({ ip: request.ip, host: request.host, protocol: request.protocol, userAgent: request.headers['user-agent'], language: request.headers['accept-language'], apiKey: request.headers['x-api-key'], setCookie: request.headers['set-cookie'] })
     if (request.ip !== allowed) throw Object.assign(new Error(`address ${request.ip} may not read tasks`), { statusCode: 403 })
   }
   app.get('/tasks', {
@@ -60,7 +60,7 @@ async function httpStatus (url: string, localAddress: string, headers: Record<st
 }
 
 t.test('the client address decides as it does over HTTP', async (t) => {
-  const { url } = await guardedApp(t, '127.0.0.1')
+  const { url, seen } = await guardedApp(t, '127.0.0.1')
   t.equal(await httpStatus(url, '127.0.0.2'), 403, 'HTTP from 127.0.0.2 is refused')
   t.equal(await httpStatus(url, '127.0.0.1'), 200, 'HTTP from 127.0.0.1 is served')
 
@@ -70,8 +70,9 @@ t.test('the client address decides as it does over HTTP', async (t) => {
   outsider.send({ stream: 'tasks', payload: { action: 'list', request_id: 'l' } })
   t.match(await outsider.next((frame) => (frame as { payload?: { request_id?: unknown } }).payload?.request_id === 'l'), { payload: { response_status: 403 } }, 'a channels-api action is refused like HTTP')
 
-  const insider = await connectFrom(t, url, '127.0.0.1')
+  const insider = await connectFrom(t, url, '127.0.0.1', { 'set-cookie': ['a=1', 'b=2'] } as unknown as Record<string, string>)
   t.match(await insider.subscribe({ id: 1, path: '/tasks', snapshot: true }), { type: 'subscribed', data: [{ title: 'first' }] }, 'the allowed address subscribes')
+  t.equal(seen.at(-1)?.setCookie, undefined, 'set-cookie, a response header, is not forwarded')
 })
 
 t.test('trustProxy: forwarded addresses count exactly as over HTTP', async (t) => {

@@ -58,8 +58,8 @@ export function requesterOf (request: FastifyRequest): Requester {
   const headers: Credentials = {}
   for (const [name, value] of Object.entries(request.headers)) {
     if (HOP_HEADERS.has(name) || name.startsWith('x-rest-live-')) continue
+    // Node gives arrays only for set-cookie, a response header: not something a route reads off a request
     if (typeof value === 'string') headers[name] = value
-    else if (Array.isArray(value)) headers[name] = value.join(', ')
   }
   return { headers, remoteAddress: request.raw.socket?.remoteAddress }
 }
