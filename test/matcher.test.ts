@@ -18,7 +18,7 @@ import type { Row } from '../lib/types.js'
 import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
-import { tick } from '../lib/capture/local-sequence.js'
+import { LocalSequence } from '../lib/capture/local-sequence.js'
 
 const dialects: Dialect[] = ['sqlite']
 if (await postgresAvailable()) dialects.push('postgres')
@@ -177,14 +177,15 @@ t.test('a changed row is serialized once per route, whatever the number of views
     url: '/t', model: table, kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, itemSchema: undefined,
     serialize: (row) => { calls++; return JSON.stringify(row) }
   }
+  const sequence = new LocalSequence()
   const views = [db(table).where('owner_id', 1), db(table).where('done', false), db(table)]
-    .map((builder, n) => new QuerysetView(String(n), route, builder, undefined, () => {}))
+    .map((builder, n) => new QuerysetView(String(n), route, builder, undefined, () => {}, sequence))
   for (const view of views) await view.readAll()
-  const bare = new QuerysetView('bare', { ...route, serialize: undefined }, db(table), undefined, () => {})
+  const bare = new QuerysetView('bare', { ...route, serialize: undefined }, db(table), undefined, () => {}, sequence)
   await bare.readAll()
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
   // a row this node captured after every read above: trusted in memory (see capture/local-sequence.ts)
-  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, sequence: tick() }]])
+  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, sequence: sequence.tick() }]])
   const readings = await Promise.all(views.map(async (view) => await view.readChanged(keys)))
   t.equal(calls, 1)
   t.same(readings.map((reading) => reading?.rows.get('1')), Array(3).fill(JSON.stringify(row)))

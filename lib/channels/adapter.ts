@@ -196,7 +196,7 @@ export class ChannelsSession implements ConnectionExtra {
     const credentials = { ...this.#connection.credentials, ...channelsHeaders(resource.stream, 'subscribe', pk) }
     const authorized = await authorizer.authorize(url, credentials)
     const view = authorized.kind === 'queryset'
-      ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, countQuery)
+      ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, countQuery, manager.clock)
       : new RefetchView(authorized.key, authorized.route, authorized.url, credentials, fetchRoute)
     const subscriber = new EventSubscriber(this.#connection, {
       stream: resource.stream,

@@ -7,8 +7,9 @@
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
 import { matcherStats } from '../matcher/stats.js'
-import { currentSequence } from '../capture/local-sequence.js'
+import type { ReadClock } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
+import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
@@ -28,6 +29,8 @@ export function keyOf (value: unknown): string {
 
 export abstract class ViewSource {
   readonly subscriptions = new Set<Subscription>()
+  /** Rows the last read left out because their primary key was NULL (registry/unkeyed-rows.ts). */
+  unkeyedRows = 0
   constructor (readonly key: string, readonly route: RealtimeRoute) {}
 
   /** The whole view, now. */
@@ -64,16 +67,18 @@ export class QuerysetView extends ViewSource {
   readonly #builder: Knex.QueryBuilder
   readonly #lookupKey: string | undefined
   readonly #countQuery: () => void
+  readonly #clock: ReadClock
   /** null until compiled (on the first read), then the predicate or undefined. */
   #matcher: Matcher | undefined | null = null
   /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
   #readAt = 0
 
-  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, lookupKey: string | undefined, countQuery: () => void) {
+  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock) {
     super(key, route)
     this.#builder = builder
     this.#lookupKey = lookupKey
     this.#countQuery = countQuery
+    this.#clock = clock
   }
 
   override get indexKey (): IndexKey | undefined {
@@ -83,7 +88,7 @@ export class QuerysetView extends ViewSource {
   async readAll (): Promise<SerializedRows> {
     if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk)
     this.#countQuery()
-    this.#readAt = currentSequence()
+    this.#readAt = this.#clock.current()
     return this.#serialize(await this.#builder.clone() as Row[])
   }
 
@@ -104,7 +109,7 @@ export class QuerysetView extends ViewSource {
     }
     if (values.length === 0) return { rows: decided, examined: [...keys.keys()] }
     const rows: Row[] = []
-    this.#readAt = currentSequence()
+    this.#readAt = this.#clock.current()
     for (let start = 0; start < values.length; start += CHUNK) {
       this.#countQuery()
       const chunk = await this.#builder.clone().whereIn(pkColumn(this.route), values.slice(start, start + CHUNK) as readonly Knex.Value[]) as Row[]
@@ -149,7 +154,11 @@ export class QuerysetView extends ViewSource {
     const serialize = this.route.serialize ?? JSON.stringify
     const pk = this.route.pk
     const out: SerializedRows = new Map()
-    for (const row of rows) out.set(keyOf(row[pk]), serialize(row))
+    this.unkeyedRows = 0
+    for (const row of rows) {
+      if (usableKey(row[pk])) out.set(keyOf(row[pk]), serialize(row))
+      else this.unkeyedRows++
+    }
     return out
   }
 }
@@ -167,7 +176,8 @@ export class RefetchView extends ViewSource {
 
   async readAll (): Promise<SerializedRows> {
     const { statusCode, body } = await this.fetch(this.url, this.headers)
-    return RefetchView.toRows(this.route, statusCode, body)
+    this.unkeyedRows = 0
+    return RefetchView.toRows(this.route, statusCode, body, () => { this.unkeyedRows++ })
   }
 
   async readChanged (): Promise<ViewReading> {
@@ -175,11 +185,15 @@ export class RefetchView extends ViewSource {
     return { rows: await this.readAll(), examined: null }
   }
 
-  static toRows (route: RealtimeRoute, statusCode: number, body: unknown): SerializedRows {
+  static toRows (route: RealtimeRoute, statusCode: number, body: unknown, leftOut: () => void): SerializedRows {
     const rows: SerializedRows = new Map()
     if (statusCode !== 200) return rows
     const items = Array.isArray(body) ? body : Object(body) === body ? [body] : [] // an object is one instance; anything else (not JSON, null) no rows
-    for (const item of items as Row[]) rows.set(keyOf(item[route.pk]), JSON.stringify(item))
+    for (const item of items as Row[]) {
+      // rows without a primary key are left out, never merged (registry/unkeyed-rows.ts)
+      if (usableKey(item[route.pk])) rows.set(keyOf(item[route.pk]), JSON.stringify(item))
+      else leftOut()
+    }
     return rows
   }
 }

@@ -198,7 +198,7 @@ export class Connection implements Subscriber {
 
   #viewFor (authorized: AuthorizedView): ViewSource {
     if (authorized.kind === 'queryset') {
-      return new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, this.#ctx.countQuery)
+      return new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.lookupValue, this.#ctx.countQuery, this.#ctx.manager.clock)
     }
     return new RefetchView(authorized.key, authorized.route, authorized.url, this.credentials, this.#ctx.fetchRoute)
   }
