@@ -41,6 +41,12 @@ export const RedisConnectError = createError<[string, string]>(
   500
 )
 
+export const KnexCapturedElsewhereError = createError(
+  'FST_REST_LIVE_KNEX_CAPTURED_ELSEWHERE',
+  'fastify-rest-live: this Knex instance is already captured by another copy of fastify-rest-live (a different version in node_modules); install one copy (npm ls fastify-rest-live, then npm dedupe), or give each copy its own Knex instance',
+  500
+)
+
 export const InvalidResourceError = createError<[string, string]>(
   'FST_REST_LIVE_INVALID_RESOURCE',
   'fastify-rest-live: app.realtime.resource(): %s %s',
@@ -63,6 +69,11 @@ export const InstanceNotFoundError = createError<[string, string, string]>(
   'FST_REST_LIVE_NOT_FOUND',
   'No %s instance with %s %s',
   404
+)
+export const UnkeyedRowsError = createError<[string, string]>(
+  'FST_REST_LIVE_NULL_PRIMARY_KEY',
+  "model '%s' has rows whose primary key '%s' is NULL, so they cannot be followed live; the server log says how to fix the table",
+  500
 )
 export const InvalidPublishError = createError<[string]>(
   'FST_REST_LIVE_INVALID_PUBLISH',

@@ -8,17 +8,18 @@
 import websocket from '@fastify/websocket'
 import type { FastifyPluginAsync, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Bus, BusListener, ChangeEvent } from './bus/bus.js'
+import type { Bus, BusListener } from './bus/bus.js'
 import { MemoryBus } from './bus/memory-bus.js'
 import { createRedisBus } from './bus/redis-bus.js'
+import { RegistrationTarget } from './capture/capture-target.js'
 import { KnexCapture } from './capture/knex-capture.js'
-import { markCaptured, type CommitWindow } from './capture/local-sequence.js'
 import { ChannelsAdapter } from './channels/adapter.js'
 import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { RouteRegistry } from './registry/route-registry.js'
+import { UnkeyedRows } from './registry/unkeyed-rows.js'
 import { createCounters } from './stats.js'
 import { SubscriptionAuthorizer, injectOptions, requesterOf } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
@@ -34,9 +35,12 @@ export type { PermissionCheck, PermissionHook, PermissionOptions, UserOf } from 
 
 const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) => {
   const options = resolveOptions(rawOptions)
-  const registry = new RouteRegistry()
+  // one capture per Knex instance, shared with any other registration on it (knex-capture.ts)
+  const capture = KnexCapture.of(options.knex)
+  const registry = new RouteRegistry((model) => capture.names.ofString(model))
   const counters = createCounters()
-  const manager = new SubscriptionManager(registry, app.log, counters)
+  const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
+  const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
   const authorizer = new SubscriptionAuthorizer(app, registry)
   const connections = new Set<Connection>()
 
@@ -68,17 +72,19 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     : await createRedisBus({ redis: options.redis, channelPrefix: options.channelPrefix, listener, log: app.log })
   manager.attach(bus)
 
-  const publishCommitted = (events: ChangeEvent[], window: CommitWindow): void => {
-    for (const event of coalesce(events)) {
-      markCaptured(event, window)
+  const target = new RegistrationTarget({
+    capture,
+    registry,
+    unkeyed,
+    log: app.log,
+    publish: (event) => {
       bus.publish(event).catch((err: unknown) => { app.log.error({ err, model: event.model }, 'fastify-rest-live: publishing a change failed') })
     }
-  }
-  const capture = new KnexCapture({ knex: options.knex, trackedPk: (table) => registry.pkOf(table), publish: publishCommitted })
-  capture.install()
+  })
+  const detach = capture.attach(target)
   // registered as soon as there is something to release, so a later registration failure leaks nothing
   app.addHook('onClose', async () => {
-    capture.uninstall()
+    detach()
     await bus.close()
   })
 
@@ -143,22 +149,10 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   app.addHook('onReady', async () => {
     // every route and shared schema is known now: refuse routes whose frames could not match REST
     registry.checkResponses()
+    // and read the foreign keys that reach their tables
+    await target.ready(options.knex)
     await bus.ready()
   })
-}
-
-/** Merges consecutive events of one model and op (one transaction's rows travel as one event). */
-function coalesce (events: ChangeEvent[]): ChangeEvent[] {
-  const out: ChangeEvent[] = []
-  for (const event of events) {
-    const last = out[out.length - 1]
-    if (last !== undefined && last.model === event.model && last.op === event.op && last.rows !== null && event.rows !== null) {
-      last.rows = [...last.rows, ...event.rows]
-    } else {
-      out.push({ ...event })
-    }
-  }
-  return out
 }
 
 export default fp(restLive, { name: 'fastify-rest-live', fastify: '5.x' })

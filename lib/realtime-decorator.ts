@@ -7,6 +7,7 @@ import type { Knex } from 'knex'
 import type { Bus } from './bus/bus.js'
 import { InstanceNotFoundError, InvalidPublishError, MissingQuerysetError, NotRealtimeRouteError } from './errors.js'
 import { pkColumn, type RealtimeRoute, type RouteRegistry } from './registry/route-registry.js'
+import { usableKey } from './registry/unkeyed-rows.js'
 import type { Counters } from './stats.js'
 import type { RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
 
@@ -50,7 +51,8 @@ export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator
       if (!ops.has(op)) throw new InvalidPublishError(`op must be 'insert', 'update' or 'delete', got ${JSON.stringify(op)}`)
       if (!Array.isArray(rows)) throw new InvalidPublishError('rows must be an array of rows, each with its primary key')
       const pk = deps.registry.pkOf(model) ?? 'id'
-      const missing = rows.findIndex((row) => row === null || typeof row !== 'object' || (row as Row)[pk] === undefined)
+      // a NULL key would make every such row one row to subscribers (registry/unkeyed-rows.ts)
+      const missing = rows.findIndex((row) => row === null || typeof row !== 'object' || !usableKey((row as Row)[pk]))
       if (missing !== -1) throw new InvalidPublishError(`rows[${missing}] has no primary key '${pk}'`)
       if (rows.length === 0) return
       await deps.bus().publish({ model, op, rows })

@@ -319,6 +319,15 @@ for (const dialect of dialects) {
     t.same(seen(), ['CREATED:1', 'UPDATED:1'])
   })
 
+  t.test(`${dialect}: TRUNCATE empties live views`, async (t) => {
+    const { app, db, table, client, seen } = await fixture(t, dialect)
+    await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }])
+    await client.flush(app)
+    await db(table).truncate() // takes no RETURNING: the views are re-read
+    await client.flush(app)
+    t.same(seen(), ['CREATED:1', 'CREATED:2', 'DELETED:1', 'DELETED:2'])
+  })
+
   t.test(`${dialect}: raw SQL is not captured; app.realtime.publish is`, async (t) => {
     const { app, db, table, client, seen } = await fixture(t, dialect)
     await db.raw(`insert into ${table} (title, owner_id) values (?, ?)`, ['raw', 1])

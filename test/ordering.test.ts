@@ -7,8 +7,9 @@ import Fastify, { type RouteOptions } from 'fastify'
 import t from 'tap'
 import type { ChangeEvent } from '../lib/bus/bus.js'
 import { MemoryBus } from '../lib/bus/memory-bus.js'
-import { markCaptured, tick } from '../lib/capture/local-sequence.js'
+import { LocalSequence } from '../lib/capture/local-sequence.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
+import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
 import { SubscriptionManager } from '../lib/subscriptions/manager.js'
 import { QuerysetView } from '../lib/subscriptions/view.js'
@@ -27,7 +28,9 @@ t.test("a local capture handled after another node's newer write of the row does
   registry.add({ method: 'GET', url: '/tasks', schema: { response: { 200: { type: 'array', items: TaskSchema } } }, config: { realtime: { model: table, queryset: () => db(table) } }, handler: async () => [] } as unknown as RouteOptions, { getSchemas: () => ({}) })
   const route = registry.byUrl('/tasks') as RealtimeRoute
   const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
-  const manager = new SubscriptionManager(registry, Fastify().log, createCounters())
+  const log = Fastify().log
+  const sequence = new LocalSequence()
+  const manager = new SubscriptionManager(registry, log, createCounters(), sequence, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
   const frames: Record<string, Array<Record<string, unknown>>> = { owner1: [], owner2: [] }
@@ -36,7 +39,7 @@ t.test("a local capture handled after another node's newer write of the row does
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, sequence),
       snapshot: true
     })
   }
@@ -45,7 +48,9 @@ t.test("a local capture handled after another node's newer write of the row does
   const older = { ...row, owner_id: 2, title: 'v1' }
   await db(table).where({ id: row?.id }).update({ owner_id: 2, title: 'v1' })
   const local: ChangeEvent = { model: table, op: 'update', rows: [older] }
-  markCaptured(local, { sentAt: tick(), receivedAt: tick() })
+  const trustedAt = sequence.commit(table, { sentAt: sequence.tick(), receivedAt: sequence.tick() })
+  t.ok(trustedAt !== undefined, 'the local commit raced nothing')
+  sequence.stamp(local, trustedAt as number)
   // … then another node moves it back to owner 1, and its event arrives first
   await db(table).where({ id: row?.id }).update({ owner_id: 1, title: 'v2' })
   manager.onEvent({ model: table, op: 'update', rows: [{ ...row, owner_id: 1, title: 'v2' }] })

@@ -197,7 +197,7 @@ export class ChannelsSession implements ConnectionExtra {
     const { authorizer, countQuery, fetchRoute, manager } = this.#ctx
     const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
     const authorized = await authorizer.authorize(url, requester)
-    const view = viewOf(authorized, countQuery, fetchRoute)
+    const view = viewOf(authorized, countQuery, fetchRoute, manager.clock)
     const subscriber = new EventSubscriber(this.#connection, {
       stream: resource.stream,
       action,

@@ -66,6 +66,14 @@ export class RouteRegistry {
   /** Routes whose response schema is checked when the app is ready, once every shared schema is known. */
   readonly #unchecked: Array<{ route: RealtimeRoute, schema: unknown, scope: SchemaScope }> = []
   #nextId = 0
+  /** Models by the key of the table they name (`tasks` and `public.tasks` are one table; see capture/table-names.ts). */
+  readonly #byTable = new Map<string, string[]>()
+  readonly #tableKey: (model: string) => string | undefined
+
+  /** `tableKey`: the table a model names, or undefined when it names none (by default, the model itself). */
+  constructor (tableKey: (model: string) => string | undefined = (model) => model) {
+    this.#tableKey = tableKey
+  }
 
   /** Records a route if it opts in; returns it, or undefined for ordinary routes. `scope` is the instance it is registered on. */
   add (route: RouteOptions, scope: SchemaScope): RealtimeRoute | undefined {
@@ -77,6 +85,10 @@ export class RouteRegistry {
       throw new RealtimeMethodError(methods.join(','), route.url)
     }
     const valid = validateConfig(route.url, config)
+    const table = this.#tableKey(valid.model)
+    if (table === undefined) {
+      throw new RealtimeConfigError(route.url, `'model' must name a table, optionally with its schema ('tasks', 'audit.tasks'), got '${valid.model}'`)
+    }
     const lookup = valid.lookup ?? 'id'
     const params = pathParams(route.url)
     const kind: RouteKind = params.includes(lookup) ? 'retrieve' : 'list'
@@ -98,6 +110,9 @@ export class RouteRegistry {
     const forModel = this.#byModel.get(valid.model) ?? []
     forModel.push(realtime)
     this.#byModel.set(valid.model, forModel)
+    const forTable = this.#byTable.get(table) ?? []
+    if (!forTable.includes(valid.model)) forTable.push(valid.model)
+    this.#byTable.set(table, forTable)
     return realtime
   }
 
@@ -126,6 +141,16 @@ export class RouteRegistry {
 
   models (): string[] {
     return [...this.#byModel.keys()]
+  }
+
+  /** The keys of the tables realtime routes follow. */
+  tables (): string[] {
+    return [...this.#byTable.keys()]
+  }
+
+  /** The models whose routes follow this table (by its key): usually one. */
+  modelsOfTable (table: string): string[] {
+    return this.#byTable.get(table) ?? []
   }
 
   /** The primary key a model's routes use, if any route follows it. */

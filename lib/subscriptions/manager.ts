@@ -5,10 +5,11 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Bus, ChangeEvent } from '../bus/bus.js'
-import { capturedSequence, currentSequence } from '../capture/local-sequence.js'
-import { InstanceNotFoundError } from '../errors.js'
+import type { LocalSequence } from '../capture/local-sequence.js'
+import { InstanceNotFoundError, UnkeyedRowsError } from '../errors.js'
 import { ViewIndex } from '../matcher/view-index.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
+import type { UnkeyedRows } from '../registry/unkeyed-rows.js'
 import type { Counters } from '../stats.js'
 import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
 import { ModelQueue, type ChangedKeys } from './model-queue.js'
@@ -35,12 +36,22 @@ export class SubscriptionManager {
   readonly #registry: RouteRegistry
   readonly #log: FastifyBaseLogger
   readonly #counters: Counters
+  /** The capture's clock: which changed rows are trusted (capture/local-sequence.ts). */
+  readonly #sequence: LocalSequence
+  readonly #unkeyed: UnkeyedRows
   #bus: Bus | undefined
 
-  constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters) {
+  constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters, sequence: LocalSequence, unkeyed: UnkeyedRows) {
     this.#registry = registry
     this.#log = log
     this.#counters = counters
+    this.#sequence = sequence
+    this.#unkeyed = unkeyed
+  }
+
+  /** The clock views stamp their reads with. */
+  get clock (): LocalSequence {
+    return this.#sequence
   }
 
   attach (bus: Bus): void {
@@ -78,7 +89,7 @@ export class SubscriptionManager {
     if (event.rows !== null) {
       keys = new Map()
       const deleted = event.op === 'delete'
-      const sequence = capturedSequence(event)
+      const sequence = this.#sequence.capturedSequence(event)
       for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted, sequence })
     }
     this.#queue(event.model).changes(keys)
@@ -128,6 +139,7 @@ export class SubscriptionManager {
       /* c8 ignore next: the client left while its resync waited in the queue */
       if (subscription.closed) return
       const rows = await subscription.view.readAll()
+      this.#leftOutRows(subscription.view)
       this.#join(subscription, rows)
       this.#sendResync(subscription, rows)
     }).catch((err: unknown) => this.#failed(model, err))
@@ -143,6 +155,10 @@ export class SubscriptionManager {
     const views = this.#views.get(model) ?? new Map<string, ViewSource>()
     const view = views.get(request.view.key) ?? request.view
     const rows = await view.readAll()
+    if (this.#leftOutRows(view)) {
+      // rows a subscriber could not tell apart: no honest live view of them (registry/unkeyed-rows.ts)
+      throw new UnkeyedRowsError(model, view.route.pk)
+    }
     if (view.single && rows.size === 0) {
       throw new InstanceNotFoundError(model, view.route.pk, String(request.lookupValue))
     }
@@ -178,6 +194,7 @@ export class SubscriptionManager {
     for (const [view, changes] of visits) {
       const reading = await view.read(changes)
       if (reading === undefined) continue
+      this.#leftOutRows(view)
       this.#apply(view, reading)
       index.settle(view, reading)
     }
@@ -245,7 +262,7 @@ export class SubscriptionManager {
    */
   #distrustOlderCaptures (model: string, keys: ChangedKeys): void {
     if (keys === null || [...keys.values()].some((change) => change.sequence === undefined)) {
-      this.#untrustedAt.set(model, currentSequence())
+      this.#untrustedAt.set(model, this.#sequence.current())
     }
     const untrustedAt = this.#untrustedAt.get(model) ?? 0
     if (keys === null) return
@@ -258,6 +275,7 @@ export class SubscriptionManager {
     /* c8 ignore next: a gap can name a model whose last subscriber has just left */
     for (const view of [...(this.#views.get(model) ?? new Map<string, ViewSource>()).values()]) {
       const rows = await view.readAll()
+      this.#leftOutRows(view)
       this.#index(model).hold(view, rows.keys())
       const state = new KnownState(rows)
       for (const subscription of view.subscriptions) {
@@ -267,6 +285,13 @@ export class SubscriptionManager {
         this.#sendResync(subscription, rows)
       }
     }
+  }
+
+  /** Whether the view's last read left out rows without a primary key; reports the model once. */
+  #leftOutRows (view: ViewSource): boolean {
+    if (view.unkeyedRows === 0) return false
+    this.#unkeyed.report(view.route.model, 'read')
+    return true
   }
 
   #sendResync (subscription: Subscription, rows: SerializedRows): void {

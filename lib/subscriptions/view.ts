@@ -10,8 +10,9 @@
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
 import { matcherStats } from '../matcher/stats.js'
-import { currentSequence } from '../capture/local-sequence.js'
+import type { ReadClock } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
+import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
 import type { AuthorizedView, Requester } from './authorizer.js'
 import { arrayItemTexts, safeJson } from './json-text.js'
@@ -34,9 +35,9 @@ export function refetchViewKey (route: RealtimeRoute, url: string, requester: Re
 }
 
 /** The view an authorised subscription follows (replaced by an identical one already followed, if any). */
-export function viewOf (authorized: AuthorizedView, countQuery: () => void, fetch: RouteFetcher): ViewSource {
+export function viewOf (authorized: AuthorizedView, countQuery: () => void, fetch: RouteFetcher, clock: ReadClock): ViewSource {
   return authorized.kind === 'queryset'
-    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery)
+    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery, clock)
     : new RefetchView(authorized.key, authorized.route, authorized.url, authorized.requester, fetch)
 }
 
@@ -55,6 +56,8 @@ export function keyOf (value: unknown): string {
 
 export abstract class ViewSource {
   readonly subscriptions = new Set<Subscription>()
+  /** Rows the last read left out because their primary key was NULL (registry/unkeyed-rows.ts). */
+  unkeyedRows = 0
   constructor (readonly key: string, readonly route: RealtimeRoute) {}
 
   /** The whole view, now. */
@@ -93,17 +96,19 @@ export class QuerysetView extends ViewSource {
   readonly #serializer: (row: Row) => string
   readonly #lookupKey: string | undefined
   readonly #countQuery: () => void
+  readonly #clock: ReadClock
   /** null until compiled (on the first read), then the predicate or undefined. */
   #matcher: Matcher | undefined | null = null
   /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
   #readAt = 0
 
-  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void) {
+  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock) {
     super(key, route)
     this.#builder = builder
     this.#serializer = serialize
     this.#lookupKey = lookupKey
     this.#countQuery = countQuery
+    this.#clock = clock
   }
 
   override get indexKey (): IndexKey | undefined {
@@ -113,7 +118,7 @@ export class QuerysetView extends ViewSource {
   async readAll (): Promise<SerializedRows> {
     if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk)
     this.#countQuery()
-    this.#readAt = currentSequence()
+    this.#readAt = this.#clock.current()
     return this.#serialize(await this.#builder.clone() as Row[])
   }
 
@@ -134,7 +139,7 @@ export class QuerysetView extends ViewSource {
     }
     if (values.length === 0) return { rows: decided, examined: [...keys.keys()] }
     const rows: Row[] = []
-    this.#readAt = currentSequence()
+    this.#readAt = this.#clock.current()
     for (let start = 0; start < values.length; start += CHUNK) {
       this.#countQuery()
       const chunk = await this.#builder.clone().whereIn(pkColumn(this.route), values.slice(start, start + CHUNK) as readonly Knex.Value[]) as Row[]
@@ -183,7 +188,11 @@ export class QuerysetView extends ViewSource {
     const serialize = this.#serializer
     const pk = this.route.pk
     const out: SerializedRows = new Map()
-    for (const row of rows) out.set(keyOf(row[pk]), serialize(row))
+    this.unkeyedRows = 0
+    for (const row of rows) {
+      if (usableKey(row[pk])) out.set(keyOf(row[pk]), serialize(row))
+      else this.unkeyedRows++
+    }
     return out
   }
 }
@@ -202,7 +211,8 @@ export class RefetchView extends ViewSource {
 
   async readAll (): Promise<SerializedRows> {
     const { statusCode, body } = await this.fetch(this.url, this.requester)
-    return RefetchView.toRows(this.route, statusCode, body)
+    this.unkeyedRows = 0
+    return RefetchView.toRows(this.route, statusCode, body, () => { this.unkeyedRows++ })
   }
 
   async readChanged (): Promise<ViewReading> {
@@ -211,16 +221,18 @@ export class RefetchView extends ViewSource {
   }
 
   /** The rows of a route's answer, each as the route's own text (never re-encoded: see json-text.ts). */
-  static toRows (route: RealtimeRoute, statusCode: number, body: string): SerializedRows {
+  static toRows (route: RealtimeRoute, statusCode: number, body: string, leftOut: () => void): SerializedRows {
     const rows: SerializedRows = new Map()
     if (statusCode !== 200) return rows
     const value = safeJson(body)
-    if (Array.isArray(value)) {
-      const texts = arrayItemTexts(body)
-      value.forEach((item: Row, n) => { rows.set(keyOf(item[route.pk]), texts[n] as string) })
-    } else if (Object(value) === value) {
-      rows.set(keyOf((value as Row)[route.pk]), body) // an object is one instance; anything else (not JSON, null) no rows
-    }
+    // an object is one instance; anything else (not JSON, null) no rows
+    const items = Array.isArray(value) ? value as Row[] : Object(value) === value ? [value as Row] : []
+    const texts = Array.isArray(value) ? arrayItemTexts(body) : [body]
+    items.forEach((item, n) => {
+      // rows without a primary key are left out, never merged (registry/unkeyed-rows.ts)
+      if (usableKey(item[route.pk])) rows.set(keyOf(item[route.pk]), texts[n] as string)
+      else leftOut()
+    })
     return rows
   }
 }

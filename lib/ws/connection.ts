@@ -190,7 +190,7 @@ export class Connection implements Subscriber {
     const request: Parameters<SubscriptionManager['subscribe']>[0] = {
       id: frame.id,
       subscriber: this,
-      view: viewOf(authorized, this.#ctx.countQuery, this.#ctx.fetchRoute),
+      view: viewOf(authorized, this.#ctx.countQuery, this.#ctx.fetchRoute, this.#ctx.manager.clock),
       snapshot: frame.snapshot === true
     }
     if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue

@@ -36,6 +36,20 @@ export interface BuildOptions {
   plugin?: Partial<RestLiveOptions>
   /** Skip the queryset: the refetch path. */
   noQueryset?: boolean
+  /** Collects the app's log lines (warn and above), parsed. */
+  logs?: LogLine[]
+}
+
+/** One line of Fastify's (pino's) JSON log. */
+export interface LogLine {
+  level: number
+  msg: string
+  [field: string]: unknown
+}
+
+/** A Fastify logger that appends each line (warn and above) to `logs`. */
+export function collectingLogger (logs: LogLine[]): { level: string, stream: { write: (line: string) => void } } {
+  return { level: 'warn', stream: { write: (line) => { logs.push(JSON.parse(line) as LogLine) } } }
 }
 
 function notFound (): Error {
@@ -50,7 +64,7 @@ function requireUser (request: FastifyRequest): number {
 
 export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   const { db, table } = options
-  const app = Fastify({ logger: false })
+  const app = Fastify({ logger: options.logs === undefined ? false : collectingLogger(options.logs) })
   app.decorateRequest('userId', undefined)
   app.addHook('onRequest', async (request) => {
     const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
