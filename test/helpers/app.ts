@@ -3,7 +3,7 @@
  * with querysets scoped to the authenticated user, plus create/update/delete.
  * Users authenticate with `authorization: Bearer <user id>`.
  */
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { Knex } from 'knex'
 import restLive, { type RestLiveOptions } from '../../lib/index.js'
 
@@ -36,7 +36,13 @@ export interface BuildOptions {
   plugin?: Partial<RestLiveOptions>
   /** Skip the queryset: the refetch path. */
   noQueryset?: boolean
+  /** Fastify's logger option (default: no logging). */
+  logger?: FastifyServerOptions['logger']
 }
+
+// the id columns are 32-bit integers: a larger value is a 400 here, not a database error (a 500) on PostgreSQL
+const Id = { type: 'integer', minimum: 1, maximum: 2_147_483_647 } as const
+const IdParams = { type: 'object', properties: { id: Id }, required: ['id'] } as const
 
 function notFound (): Error {
   return Object.assign(new Error('not found'), { statusCode: 404 })
@@ -50,7 +56,7 @@ function requireUser (request: FastifyRequest): number {
 
 export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   const { db, table } = options
-  const app = Fastify({ logger: false })
+  const app = Fastify({ logger: options.logger ?? false })
   app.decorateRequest('userId', undefined)
   app.addHook('onRequest', async (request) => {
     const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
@@ -78,7 +84,7 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   })
   app.get('/tasks/:id', {
     schema: {
-      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
+      params: IdParams,
       response: { 200: TaskSchema }
     },
     config: { realtime },
@@ -104,20 +110,22 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   })
   app.patch('/tasks/:id', {
     schema: {
-      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
-      body: { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' }, owner_id: { type: 'integer' } }, additionalProperties: false },
+      params: IdParams,
+      body: { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' }, owner_id: Id }, additionalProperties: false },
       response: { 200: TaskSchema }
     },
     handler: async (request, reply) => {
       const owner = requireUser(request)
       const id = (request.params as { id: number }).id
+      // nothing left to set (Fastify drops unknown fields) would be an empty UPDATE, which Knex refuses
+      if (Object.keys(request.body as object).length === 0) throw Object.assign(new Error('nothing to update'), { statusCode: 400 })
       const changed = await db(table).where({ id, owner_id: owner }).update(request.body as object)
       if (changed === 0) throw notFound()
       return await db(table).where({ id }).first()
     }
   })
   app.delete('/tasks/:id', {
-    schema: { params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] } },
+    schema: { params: IdParams },
     handler: async (request, reply) => {
       const owner = requireUser(request)
       const id = (request.params as { id: number }).id
