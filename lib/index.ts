@@ -69,7 +69,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   }
   const bus: Bus = options.redis === undefined
     ? new MemoryBus(listener)
-    : await createRedisBus({ redis: options.redis, channelPrefix: options.channelPrefix, listener, log: app.log })
+    : await createRedisBus({ redis: options.redis, channelPrefix: options.channelPrefix, listener, log: app.log, pkOf: (model) => registry.pkOf(model) })
   manager.attach(bus)
 
   const target = new RegistrationTarget({

@@ -24,7 +24,10 @@ import type { Redis } from 'ioredis'
 import type { Bus, BusListener, ChangeEvent } from './bus.js'
 import { closeConnection, openRedisConnections, type RedisConnections } from './redis-connections.js'
 import { ChannelInterest } from './redis-interest.js'
-import { decodeEnvelope, InboundSequences, OutboundSequences } from './redis-sequence.js'
+import { decodeMessage, InboundSequences, OutboundSequences } from './redis-sequence.js'
+
+/** A warning about the messages of one channel is logged at most this often (per kind). */
+const WARN_INTERVAL_MS = 60_000
 
 export interface RedisBusOptions {
   /** A URL, ioredis options or an ioredis instance. */
@@ -36,6 +39,8 @@ export interface RedisBusOptions {
   startupTimeoutMs?: number
   /** This node's id on the bus (default: random, so a restarted node is a new origin). */
   nodeId?: string
+  /** A model's primary-key column: events from other nodes whose rows lack it are refused (resync instead). */
+  pkOf?: (model: string) => string | undefined
 }
 
 export async function createRedisBus (options: RedisBusOptions): Promise<RedisBus> {
@@ -60,6 +65,9 @@ export class RedisBus implements Bus {
   readonly #interest: ChannelInterest
   readonly #outbound = new OutboundSequences()
   readonly #inbound = new InboundSequences()
+  readonly #pkOf: ((model: string) => string | undefined) | undefined
+  /** When each (kind, channel) warning was last logged. */
+  readonly #warned = new Map<string, number>()
   /** Whether the subscriber connection is up (false between a drop and its resubscription). */
   #listening = true
   /** Whether publish failures are being reported already (logged once per outage). */
@@ -75,6 +83,7 @@ export class RedisBus implements Bus {
     this.#subscriber = connections.subscriber
     this.#ownsPublisher = connections.ownsPublisher
     this.#address = connections.address
+    this.#pkOf = options.pkOf
     this.#interest = new ChannelInterest({
       subscribe: (channel) => this.#subscriber.subscribe(channel),
       unsubscribe: (channel) => {
@@ -157,20 +166,55 @@ export class RedisBus implements Bus {
     const model = this.#interest.modelOf(channel)
     // a message still in flight when this node unsubscribed
     if (model === undefined) return
-    const envelope = decodeEnvelope(raw)
-    if (envelope === undefined) {
-      this.#log.warn({ channel }, 'fastify-rest-live: ignored a message that is not a fastify-rest-live event (is another application using this channelPrefix?)')
+    const message = decodeMessage(raw)
+    if (message.kind === 'foreign') {
+      this.#warn('foreign', channel, { channel }, 'fastify-rest-live: ignored a message that is not a fastify-rest-live event (is another application using this channelPrefix?)')
       return
     }
-    if (envelope.o === this.nodeId) return
-    const verdict = this.#inbound.check(channel, envelope.o, envelope.s)
+    const { o: origin, s } = message.kind === 'invalid' ? message : message.envelope
+    if (origin === this.nodeId) return
+    const verdict = this.#inbound.check(channel, origin, s)
     if (verdict === 'duplicate') return
-    if (verdict === 'gap' || envelope.d === 1) {
-      this.#log.warn({ model, origin: envelope.o, reason: verdict === 'gap' ? 'sequence gap' : 'publishes dropped at origin' }, 'fastify-rest-live: events may have been missed; resyncing')
+    const event = message.kind === 'envelope' ? message.envelope.e : undefined
+    const problem = message.kind === 'invalid' ? message.reason : event === undefined ? undefined : this.#problemOf(model, event)
+    if (problem !== undefined) {
+      // it may stand for a change that really happened: resync rather than guess
+      this.#warn('invalid', channel, { model, origin, reason: problem }, 'fastify-rest-live: ignored an invalid event; resyncing (a node of another version, or a forged message on this channel?)')
       this.#listener.gap([model])
       return
     }
-    if (envelope.e !== undefined) this.#listener.event(envelope.e)
+    if (verdict === 'gap' || (message.kind === 'envelope' && message.envelope.d === 1)) {
+      this.#log.warn({ model, origin, reason: verdict === 'gap' ? 'sequence gap' : 'publishes dropped at origin' }, 'fastify-rest-live: events may have been missed; resyncing')
+      this.#listener.gap([model])
+      return
+    }
+    if (event === undefined) return
+    try {
+      this.#listener.event(event)
+    } catch (err) {
+      // thrown into ioredis's data handler this would be an uncaught exception: resync instead
+      this.#warn('failed', channel, { err, model }, 'fastify-rest-live: handling an event failed; resyncing')
+      this.#listener.gap([model])
+    }
+  }
+
+  /** Why a well-formed event cannot be applied to `model`, or undefined when it can. */
+  #problemOf (model: string, event: ChangeEvent): string | undefined {
+    if (event.model !== model) return `an event of model ${JSON.stringify(event.model)} on the channel of ${JSON.stringify(model)}`
+    const pk = this.#pkOf?.(model)
+    if (event.rows === null || pk === undefined) return undefined
+    const bad = event.rows.findIndex((row) => !isKey(row[pk]))
+    return bad === -1 ? undefined : `rows[${bad}] has no usable primary key ${JSON.stringify(pk)}`
+  }
+
+  /** Logs a warning about a channel at most once per WARN_INTERVAL_MS and kind: a flood of bad messages must not flood the log. */
+  #warn (kind: string, channel: string, details: object, message: string): void {
+    const key = `${kind} ${channel}`
+    const now = Date.now()
+    const last = this.#warned.get(key)
+    if (last !== undefined && now - last < WARN_INTERVAL_MS) return
+    this.#warned.set(key, now)
+    this.#log.warn(details, message)
   }
 
   readonly #onSubscriberClose = (): void => {
@@ -219,4 +263,9 @@ export class RedisBus implements Bus {
     // ioredis reports every failed reconnect attempt; the loss itself is logged once, on close
     this.#log.debug({ err, redis: this.#address }, 'fastify-rest-live: Redis connection error')
   }
+}
+
+/** A primary-key value as JSON can carry one: a string or a finite number. */
+function isKey (value: unknown): boolean {
+  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value))
 }

@@ -12,7 +12,14 @@
  * message of an origin it does not know sets the baseline (a node that joins
  * later starts cleanly); a number that skips ahead is a gap; a number at or
  * below the last one is a resent duplicate and is ignored.
+ *
+ * Anyone who can PUBLISH on the channel can send anything, so a message is
+ * validated before any of it is used: a malformed one must cost a resync, never
+ * an exception in the subscriber connection's handler.
  */
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
+import secureJson from 'secure-json-parse'
 import type { ChangeEvent } from './bus.js'
 
 export interface Envelope {
@@ -26,20 +33,58 @@ export interface Envelope {
   e?: ChangeEvent
 }
 
-/** Parses a message off a channel; undefined when it is not one of ours. */
-export function decodeEnvelope (raw: string): Envelope | undefined {
+// What makes a message one of ours: who sent it and where it is in that sender's sequence.
+const Header = Type.Object({
+  o: Type.String({ minLength: 1, maxLength: 256 }),
+  s: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+})
+
+// Anyone who can PUBLISH on the channel can send anything: every field the receiver uses is checked.
+const EnvelopeSchema = Type.Object({
+  o: Type.String(),
+  s: Type.Integer(),
+  d: Type.Optional(Type.Literal(1)),
+  e: Type.Optional(Type.Object({
+    model: Type.String({ minLength: 1 }),
+    op: Type.Union([Type.Literal('insert'), Type.Literal('update'), Type.Literal('delete')]),
+    rows: Type.Union([Type.Null(), Type.Array(Type.Object({}))])
+  }))
+})
+
+const checkHeader = TypeCompiler.Compile(Header)
+const checkEnvelope = TypeCompiler.Compile(EnvelopeSchema)
+
+/**
+ * A message off a channel:
+ * - `foreign`: not a fastify-rest-live envelope at all (another application on this prefix);
+ * - `invalid`: an envelope (origin and sequence number readable) whose content is not valid;
+ * - `envelope`: a valid one.
+ */
+export type Message =
+  | { kind: 'foreign' }
+  | { kind: 'invalid', o: string, s: number, reason: string }
+  | { kind: 'envelope', envelope: Envelope }
+
+export function decodeMessage (raw: string): Message {
   let value: unknown
   try {
-    value = JSON.parse(raw)
+    // without prototype-poisoning keys, so nothing downstream can be tricked by a __proto__ in a row
+    value = secureJson.parse(raw, null, { protoAction: 'remove', constructorAction: 'remove' })
   } catch {
-    return undefined
+    return { kind: 'foreign' }
   }
-  if (value === null || typeof value !== 'object') return undefined
-  const envelope = value as Partial<Envelope>
-  if (typeof envelope.o !== 'string' || !Number.isSafeInteger(envelope.s)) return undefined
-  const event = envelope.e as Partial<ChangeEvent> | undefined
-  if (event !== undefined && (event === null || typeof event !== 'object' || typeof event.model !== 'string')) return undefined
-  return envelope as Envelope
+  if (!checkHeader.Check(value)) return { kind: 'foreign' }
+  if (!checkEnvelope.Check(value)) {
+    const error = checkEnvelope.Errors(value).First() as ValueError // Check failed, so there is one
+    return { kind: 'invalid', o: value.o, s: value.s, reason: `${error.path}: ${error.message.toLowerCase()}` }
+  }
+  return { kind: 'envelope', envelope: value as Envelope }
+}
+
+/** Parses a message off a channel; undefined when it is not a valid envelope. */
+export function decodeEnvelope (raw: string): Envelope | undefined {
+  const message = decodeMessage(raw)
+  return message.kind === 'envelope' ? message.envelope : undefined
 }
 
 /** The sending side: one counter per channel, and the channels with dropped publishes still to own up to. */
@@ -75,9 +120,17 @@ export class OutboundSequences {
 
 export type Verdict = 'first' | 'next' | 'gap' | 'duplicate'
 
+/** Origins remembered per channel by default: forged origin ids cannot make the table grow without bound. */
+const MAX_ORIGINS = 1024
+
 /** The receiving side: the last sequence number seen per (channel, origin). */
 export class InboundSequences {
   readonly #last = new Map<string, Map<string, number>>()
+  readonly #maxOrigins: number
+
+  constructor (maxOrigins = MAX_ORIGINS) {
+    this.#maxOrigins = maxOrigins
+  }
 
   check (channel: string, origin: string, s: number): Verdict {
     let origins = this.#last.get(channel)
@@ -87,7 +140,10 @@ export class InboundSequences {
     }
     const last = origins.get(origin)
     if (last !== undefined && s <= last) return 'duplicate'
+    // re-inserted, so the map is in order of last message and the first entry is the one heard least recently
+    origins.delete(origin)
     origins.set(origin, s)
+    if (origins.size > this.#maxOrigins) origins.delete(origins.keys().next().value as string)
     if (last === undefined) return 'first'
     return s === last + 1 ? 'next' : 'gap'
   }

@@ -69,11 +69,10 @@ export class ChannelsAdapter {
     this.#ctx = ctx
   }
 
-  /** ConnectionContext.extraFrame: takes every frame shaped like channels-api's. */
-  readonly handleFrame = (connection: Connection, value: unknown): boolean => {
-    if (!isChannelsFrame(value)) return false
-    void this.#handle(connection, value)
-    return true
+  /** ConnectionContext.extraFrame: takes every frame shaped like channels-api's; resolves once it is answered. */
+  readonly handleFrame = (connection: Connection, value: unknown): Promise<void> | undefined => {
+    if (!isChannelsFrame(value)) return undefined
+    return this.#handle(connection, value)
   }
 
   async #handle (connection: Connection, value: Record<string, unknown>): Promise<void> {

@@ -7,6 +7,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { BadFrameError } from '../errors.js'
+import { deeperThan, MAX_DEPTH, wellFormed } from '../ws/frames.js'
 
 const Pk = Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Integer()])
 const RequestId = Type.Union([Type.String({ maxLength: 256 }), Type.Number(), Type.Null()])
@@ -37,7 +38,11 @@ export function isChannelsFrame (value: unknown): value is Record<string, unknow
 
 /** Validates a channels-api frame; throws BadFrameError naming the field. */
 export function validateChannelsFrame (value: Record<string, unknown>): ChannelsFrame {
-  if (check.Check(value)) return value
+  if (deeperThan(value, MAX_DEPTH)) throw new BadFrameError(`channels-api frame is nested deeper than ${MAX_DEPTH} levels`)
+  if (check.Check(value)) {
+    checkPk(value.payload)
+    return value
+  }
   const error = check.Errors(value).First()
   /* c8 ignore next */
   if (error === undefined) throw new BadFrameError('invalid channels-api frame')
@@ -46,6 +51,17 @@ export function validateChannelsFrame (value: Record<string, unknown>): Channels
     throw new BadFrameError(`unknown field "${field}" in channels-api frame (allowed: stream, payload)`)
   }
   throw new BadFrameError(`invalid "${field}" in channels-api frame: ${error.message.toLowerCase()}`)
+}
+
+/** The pk an action will put in a URL (payload.pk, else data.pk: see targetOf) must be encodable. */
+function checkPk (payload: ChannelsPayload): void {
+  const data = payload.data as { pk?: unknown } | null | undefined
+  const [field, pk] = payload.pk === undefined || payload.pk === null
+    ? ['payload.data.pk', typeof data === 'object' && data !== null ? data.pk : undefined]
+    : ['payload.pk', payload.pk]
+  if (typeof pk === 'string' && !wellFormed(pk)) {
+    throw new BadFrameError(`invalid "${field}" in channels-api frame: not well-formed Unicode (a lone surrogate)`)
+  }
 }
 
 /** What an answer echoes of a frame that may have failed validation. */

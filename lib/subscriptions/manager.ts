@@ -31,6 +31,8 @@ export class SubscriptionManager {
   readonly #queues = new Map<string, ModelQueue>()
   /** Per model: when a change was last re-read because its rows could not be trusted. */
   readonly #untrustedAt = new Map<string, number>()
+  /** Models whose resync is queued and not started yet: a gap meanwhile is covered by it. */
+  readonly #resyncQueued = new Set<string>()
   /** Per model: finds the views a changed row can affect (equality filters), so a change skips the rest. */
   readonly #indexes = new Map<string, ViewIndex>()
   readonly #registry: RouteRegistry
@@ -99,7 +101,13 @@ export class SubscriptionManager {
   onGap (models: string[]): void {
     this.#counters.gapsDetected++
     for (const model of models) {
-      void this.#queue(model).job(() => this.#resyncModel(model)).catch((err: unknown) => this.#failed(model, err))
+      // a flood of gaps (bad messages on the bus) costs one re-read per model, not one per gap
+      if (this.#resyncQueued.has(model)) continue
+      this.#resyncQueued.add(model)
+      void this.#queue(model).job(async () => {
+        this.#resyncQueued.delete(model)
+        await this.#resyncModel(model)
+      }).catch((err: unknown) => this.#failed(model, err))
     }
   }
 

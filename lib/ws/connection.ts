@@ -1,8 +1,13 @@
 /**
  * One client socket: reads frames, enforces the per-socket limits, routes each
  * frame to subscribe / unsubscribe / request, and writes answers with
- * backpressure (a congested socket stops receiving broadcasts and is resynced
- * once it drains, instead of buffering without bound or losing changes silently).
+ * backpressure, so that what the server holds for one socket is bounded:
+ * - a congested socket (more than maxBufferedBytes queued) stops receiving
+ *   broadcasts and is resynced once it drains, instead of buffering without
+ *   bound or losing changes silently;
+ * - answers are never dropped, so instead the socket is not read while it is
+ *   congested, nor while MAX_FRAMES_IN_FLIGHT of its frames are being served:
+ *   a client that sends and never reads only slows itself down.
  */
 import type { FastifyBaseLogger, FastifyInstance, HTTPMethods, LightMyRequestResponse } from 'fastify'
 import type { WebSocket } from 'ws'
@@ -16,7 +21,7 @@ import { injectOptions, type Credentials, type Requester, type SubscriptionAutho
 import type { SubscriptionManager } from '../subscriptions/manager.js'
 import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
 import { viewOf, type RouteFetcher } from '../subscriptions/view.js'
-import { frameIdOf, parseFrame, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
+import { frameIdOf, parseJson, validateFrame, wellFormed, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
 
 /** What every connection shares. */
 export interface ConnectionContext {
@@ -28,8 +33,8 @@ export interface ConnectionContext {
   authorizer: SubscriptionAuthorizer
   fetchRoute: RouteFetcher
   countQuery: () => void
-  /** Extra frame shapes (the channels-api adapter); returns true when it took the frame. */
-  extraFrame?: (connection: Connection, value: unknown) => boolean
+  /** Extra frame shapes (the channels-api adapter): the work of serving the frame when it took it, else undefined. */
+  extraFrame?: (connection: Connection, value: unknown) => Promise<void> | undefined
 }
 
 /** Per-connection state kept outside this class (the channels-api adapter's subscriptions). */
@@ -44,6 +49,9 @@ export interface ConnectionExtra {
 
 const DRAIN_POLL_MS = 20
 
+/** Frames of one socket served at once; the socket is not read while this many are (each may hold an answer). */
+export const MAX_FRAMES_IN_FLIGHT = 32
+
 export class Connection implements Subscriber {
   readonly #socket: WebSocket
   readonly #ctx: ConnectionContext
@@ -54,6 +62,14 @@ export class Connection implements Subscriber {
   #lastRefill = Date.now()
   #drainTimer: NodeJS.Timeout | undefined
   #closed = false
+  /** More than maxBufferedBytes were queued, and the socket has not drained below half of it since. */
+  #congested = false
+  /** Frames being served (answer not written yet). */
+  #inFlight = 0
+  #readingPaused = false
+  /** Frames ws had already read when reading was paused; served before the socket is read again. */
+  readonly #held: Array<{ data: Buffer, isBinary: boolean }> = []
+  #servingHeld = false
   readonly #extras: ConnectionExtra[] = []
 
   constructor (socket: WebSocket, requester: Requester, ctx: ConnectionContext) {
@@ -61,7 +77,7 @@ export class Connection implements Subscriber {
     this.#ctx = ctx
     this.requester = requester
     this.#tokens = ctx.options.maxFramesPerSecond
-    socket.on('message', (data, isBinary) => { this.#receive(data as Buffer, isBinary) })
+    socket.on('message', (data, isBinary) => { this.#onMessage(data as Buffer, isBinary) })
     socket.on('close', () => { this.#teardown() })
     socket.on('error', (err) => { ctx.log.debug({ err }, 'fastify-rest-live: socket error') })
   }
@@ -79,19 +95,20 @@ export class Connection implements Subscriber {
     this.#extras.push(extra)
   }
 
-  /** Writes an answer to a client frame: answers are never dropped for congestion, only broadcasts are. */
+  /** Writes an answer to a client frame: answers are never dropped for congestion (reading stops instead), only broadcasts are. */
   reply (frame: string): void {
-    if (!this.#closed) this.#socket.send(frame)
+    this.send(frame, false)
   }
 
   /** Writes a frame. False when the socket is congested: the caller should stop broadcasting to it. */
   send (frame: string, droppable = true): boolean {
     if (this.#closed) return true
     if (droppable && this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes) {
-      this.#watchDrain()
+      this.#congest()
       return false
     }
     this.#socket.send(frame)
+    if (this.#socket.bufferedAmount > this.#ctx.options.maxBufferedBytes) this.#congest()
     return true
   }
 
@@ -106,7 +123,13 @@ export class Connection implements Subscriber {
   sendError (id: string | number | null, err: unknown): void {
     const failure = toFrameFailure(err)
     if (failure.statusCode === 500) this.#ctx.log.error({ err }, 'fastify-rest-live: frame failed')
-    this.#socket.send(JSON.stringify({ type: 'error', id, code: failure.statusCode, message: failure.message }))
+    this.reply(JSON.stringify({ type: 'error', id, code: failure.statusCode, message: failure.message }))
+  }
+
+  #onMessage (data: Buffer, isBinary: boolean): void {
+    // pause() stops the socket, but ws still emits the frames of the chunk it was reading
+    if (this.#readingPaused) this.#held.push({ data, isBinary })
+    else this.#receive(data, isBinary)
   }
 
   #receive (data: Buffer, isBinary: boolean): void {
@@ -120,26 +143,78 @@ export class Connection implements Subscriber {
       this.sendError(null, new BadFrameError('binary frames are not accepted; send JSON text frames'))
       return
     }
-    const text = data.toString('utf8')
-    if (this.#ctx.extraFrame !== undefined) {
-      let value: unknown
-      try { value = JSON.parse(text) } catch { value = undefined }
-      if (value !== undefined && this.#ctx.extraFrame(this, value)) return
+    let value: unknown
+    try {
+      value = parseJson(data.toString('utf8'))
+    } catch (err) {
+      this.sendError(null, err)
+      return
+    }
+    const extra = this.#ctx.extraFrame?.(this, value)
+    if (extra !== undefined) {
+      this.#serve(extra)
+      return
     }
     let frame
     try {
-      frame = parseFrame(text)
+      frame = validateFrame(value)
     } catch (err) {
-      let id: string | number | null = null
-      try { id = frameIdOf(JSON.parse(text)) } catch {}
-      this.sendError(id, err)
+      this.sendError(frameIdOf(value), err)
       return
     }
     switch (frame.type) {
-      case 'subscribe': void this.#subscribe(frame); break
-      case 'unsubscribe': void this.#unsubscribe(frame); break
-      case 'request': void this.#request(frame); break
+      case 'subscribe': this.#serve(this.#subscribe(frame)); break
+      case 'unsubscribe': this.#serve(this.#unsubscribe(frame)); break
+      case 'request': this.#serve(this.#request(frame)); break
     }
+  }
+
+  /** Counts a frame being served until its answer is written: the socket is not read while too many are. */
+  #serve (work: Promise<void>): void {
+    this.#inFlight++
+    this.#updateReading()
+    const done = (): void => {
+      this.#inFlight--
+      this.#updateReading()
+    }
+    /* c8 ignore start: every handler answers its own failures; this is only a last resort */
+    const failed = (err: unknown): void => {
+      done()
+      this.sendError(null, err)
+    }
+    /* c8 ignore stop */
+    work.then(done, failed)
+  }
+
+  /** Whether frames must wait: the socket is congested, or MAX_FRAMES_IN_FLIGHT of its frames are being served. */
+  #blocked (): boolean {
+    return this.#congested || this.#inFlight >= MAX_FRAMES_IN_FLIGHT
+  }
+
+  /** Serves the frames held back while it may, and reads the socket only while nothing is held back or blocked. */
+  #updateReading (): void {
+    if (this.#closed) return
+    if (!this.#servingHeld) { // (serving one calls this again)
+      this.#servingHeld = true
+      for (let next = this.#blocked() ? undefined : this.#held.shift(); next !== undefined; next = this.#blocked() ? undefined : this.#held.shift()) {
+        this.#receive(next.data, next.isBinary)
+      }
+      this.#servingHeld = false
+    }
+    const pause = this.#blocked() || this.#held.length > 0
+    if (pause === this.#readingPaused) return
+    this.#readingPaused = pause
+    if (pause) this.#socket.pause()
+    else this.#socket.resume()
+  }
+
+  /** More than maxBufferedBytes are queued: stop reading until the socket drains. */
+  #congest (): void {
+    if (!this.#congested) {
+      this.#congested = true
+      this.#updateReading()
+    }
+    this.#watchDrain()
   }
 
   /** Token bucket: a burst of maxFramesPerSecond, refilled at that rate; twice over closes the socket. */
@@ -213,7 +288,7 @@ export class Connection implements Subscriber {
     this.#subscriptions.delete(key)
     const subscription = await entry
     if (subscription !== undefined) this.#ctx.manager.unsubscribe(subscription)
-    this.#socket.send(JSON.stringify({ type: 'unsubscribed', id: frame.id }))
+    this.reply(JSON.stringify({ type: 'unsubscribed', id: frame.id }))
   }
 
   /** Runs a route exactly as an HTTP request from this socket's client would (same headers, same address). */
@@ -227,7 +302,7 @@ export class Connection implements Subscriber {
       const response = await this.inject(frame.method as HTTPMethods, frame.path, frame.body)
       const isJson = String(response.headers['content-type'] ?? '').includes('json')
       const body = response.body === '' ? 'null' : isJson ? response.body : JSON.stringify(response.body)
-      if (!this.#closed) this.#socket.send(`{"type":"response","id":${JSON.stringify(frame.id)},"status":${response.statusCode},"body":${body}}`)
+      this.reply(`{"type":"response","id":${JSON.stringify(frame.id)},"status":${response.statusCode},"body":${body}}`)
     } catch (err) {
       this.sendError(frame.id, err)
     }
@@ -241,6 +316,8 @@ export class Connection implements Subscriber {
         this.#drainTimer = setTimeout(check, DRAIN_POLL_MS)
         return
       }
+      this.#congested = false
+      this.#updateReading()
       for (const entry of this.#subscriptions.values()) {
         if (!(entry instanceof Promise) && entry.stale) this.#ctx.manager.resync(entry)
       }
@@ -253,6 +330,7 @@ export class Connection implements Subscriber {
     if (this.#closed) return
     this.#closed = true
     if (this.#drainTimer !== undefined) clearTimeout(this.#drainTimer)
+    this.#held.length = 0
     for (const entry of this.#subscriptions.values()) {
       if (entry instanceof Promise) continue // #subscribe unsubscribes it when it settles
       this.#ctx.manager.unsubscribe(entry)
@@ -273,20 +351,25 @@ function encodeQuery (params: SubscribeFrame['query_params']): string {
 }
 
 export function buildUrl (route: RealtimeRoute, frame: SubscribeFrame): string {
-  const kwargs: Record<string, unknown> = { ...frame.view_kwargs }
-  if (frame.lookup_by !== undefined) kwargs[route.lookup] = frame.lookup_by
-  for (const name of Object.keys(kwargs)) {
+  // a Map, so that a route parameter named like an Object.prototype member finds nothing inherited
+  const kwargs = new Map<string, { value: string | number | boolean, field: string }>()
+  for (const [name, value] of Object.entries(frame.view_kwargs ?? {})) kwargs.set(name, { value, field: `view_kwargs.${name}` })
+  if (frame.lookup_by !== undefined) kwargs.set(route.lookup, { value: frame.lookup_by, field: 'lookup_by' })
+  for (const name of kwargs.keys()) {
     if (!route.params.includes(name)) {
       throw new BadFrameError(`view_kwargs has "${name}", which route ${route.url} does not take (its parameters: ${route.params.join(', ') || 'none'})`)
     }
   }
   const path = route.url.replace(/:([A-Za-z0-9_]+)(\([^)]*\))?/g, (_match, name: string) => {
-    const value = kwargs[name]
-    if (value === undefined) {
+    const kwarg = kwargs.get(name)
+    if (kwarg === undefined) {
       // a missing lookup_by is refused with the frame; only other parameters can be missing here
       throw new BadFrameError(`route ${route.url} needs view_kwargs.${name}`)
     }
-    return encodeURIComponent(String(value))
+    const text = String(kwarg.value)
+    // encodeURIComponent throws a URIError on a lone surrogate
+    if (!wellFormed(text)) throw new BadFrameError(`invalid "${kwarg.field}" in subscribe frame: not well-formed Unicode (a lone surrogate)`)
+    return encodeURIComponent(text)
   })
   return path + encodeQuery(frame.query_params)
 }

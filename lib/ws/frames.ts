@@ -39,13 +39,37 @@ export type UnsubscribeFrame = Static<typeof UnsubscribeFrame>
 export type RequestFrame = Static<typeof RequestFrame>
 export type ClientFrame = SubscribeFrame | UnsubscribeFrame | RequestFrame
 
-const validators: Record<string, TypeCheck<TSchema>> = {
-  subscribe: TypeCompiler.Compile(SubscribeFrame),
-  unsubscribe: TypeCompiler.Compile(UnsubscribeFrame),
-  request: TypeCompiler.Compile(RequestFrame)
+// a Map, not an object: a frame type such as "constructor" or "__proto__" must not find an inherited member
+const validators = new Map<string, TypeCheck<TSchema>>([
+  ['subscribe', TypeCompiler.Compile(SubscribeFrame)],
+  ['unsubscribe', TypeCompiler.Compile(UnsubscribeFrame)],
+  ['request', TypeCompiler.Compile(RequestFrame)]
+])
+
+const frameTypes = [...validators.keys()].map((type) => `"${type}"`).join(', ')
+
+/**
+ * How deeply a client frame may nest arrays and objects. Recursive code (the
+ * JSON.stringify that re-encodes a request body, for one) overflows the stack
+ * on a value nested a few thousand levels deep, which fits in a small frame.
+ */
+export const MAX_DEPTH = 64
+
+/** Whether a parsed JSON value nests deeper than `limit` levels; iterative, so it cannot overflow itself. */
+export function deeperThan (value: unknown, limit: number): boolean {
+  const stack: Array<{ value: unknown, depth: number }> = [{ value, depth: 1 }]
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    if (item.value === null || typeof item.value !== 'object') continue
+    if (item.depth > limit) return true
+    for (const child of Object.values(item.value)) stack.push({ value: child, depth: item.depth + 1 })
+  }
+  return false
 }
 
-const frameTypes = Object.keys(validators).map((type) => `"${type}"`).join(', ')
+/** Whether a string is well-formed UTF-16: encodeURIComponent throws on a lone surrogate. */
+export function wellFormed (text: string): boolean {
+  return !/\p{Cs}/u.test(text)
+}
 
 /** Best-effort id of a frame that failed validation, so the error can still be correlated. */
 export function frameIdOf (value: unknown): string | number | null {
@@ -53,23 +77,22 @@ export function frameIdOf (value: unknown): string | number | null {
   return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null
 }
 
-/** Parses and validates one client frame; throws BadFrameError naming what was wrong. */
-export function parseFrame (text: string): ClientFrame {
-  let value: unknown
+/** Parses a client frame's text; throws BadFrameError when it is not JSON. */
+export function parseJson (text: string): unknown {
   try {
-    value = JSON.parse(text)
+    return JSON.parse(text)
   } catch {
     throw new BadFrameError('frame is not valid JSON; expected an object like {"type":"subscribe","id":1,...}')
   }
-  return validateFrame(value)
 }
 
 export function validateFrame (value: unknown): ClientFrame {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new BadFrameError(`frame must be a JSON object with a "type" (one of ${frameTypes})`)
   }
+  if (deeperThan(value, MAX_DEPTH)) throw new BadFrameError(`frame is nested deeper than ${MAX_DEPTH} levels`)
   const type = (value as { type?: unknown }).type
-  const validator = typeof type === 'string' ? validators[type] : undefined
+  const validator = typeof type === 'string' ? validators.get(type) : undefined
   if (validator === undefined) {
     throw new BadFrameError(`unknown frame type ${JSON.stringify(type) ?? 'undefined'}; expected one of ${frameTypes}`)
   }
@@ -85,8 +108,23 @@ export function validateFrame (value: unknown): ClientFrame {
     throw new BadFrameError(`invalid "${field}" in ${String(type)} frame: ${describeExpected(error.schema) ?? error.message.toLowerCase()}`)
   }
   const frame = value as ClientFrame
+  if (frame.type !== 'unsubscribe' && frame.path !== undefined) checkPath(frame.path, frame.type)
   if (frame.type === 'subscribe') checkSubscribeTarget(frame)
   return frame
+}
+
+/**
+ * A path is run with app.inject, which resolves it with `new URL(path, base)`:
+ * that throws on some paths (a backslash after the first slash starts a host
+ * name) and reads others as another host (`//host/x`). Only a path on this
+ * server is accepted.
+ */
+function checkPath (path: string, type: string): void {
+  let url: URL | undefined
+  try { url = new URL(path, 'http://localhost') } catch {}
+  if (url?.host !== 'localhost') {
+    throw new BadFrameError(`invalid "path" in ${type} frame: expected a path on this server like "/tasks?done=true", got ${JSON.stringify(path.slice(0, 64))}`)
+  }
 }
 
 /** A union's alternatives in words ("expected one of …"), where TypeBox would only say "Expected union value". */

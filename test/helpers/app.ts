@@ -3,7 +3,7 @@
  * with querysets scoped to the authenticated user, plus create/update/delete.
  * Users authenticate with `authorization: Bearer <user id>`.
  */
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { Knex } from 'knex'
 import restLive, { type RestLiveOptions } from '../../lib/index.js'
 
@@ -38,6 +38,8 @@ export interface BuildOptions {
   noQueryset?: boolean
   /** Collects the app's log lines (warn and above), parsed. */
   logs?: LogLine[]
+  /** Fastify's logger option (default: no logging; `logs` wins). */
+  logger?: FastifyServerOptions['logger']
 }
 
 /** One line of Fastify's (pino's) JSON log. */
@@ -52,6 +54,10 @@ export function collectingLogger (logs: LogLine[]): { level: string, stream: { w
   return { level: 'warn', stream: { write: (line) => { logs.push(JSON.parse(line) as LogLine) } } }
 }
 
+// the id columns are 32-bit integers: a larger value is a 400 here, not a database error (a 500) on PostgreSQL
+const Id = { type: 'integer', minimum: 1, maximum: 2_147_483_647 } as const
+const IdParams = { type: 'object', properties: { id: Id }, required: ['id'] } as const
+
 function notFound (): Error {
   return Object.assign(new Error('not found'), { statusCode: 404 })
 }
@@ -64,7 +70,7 @@ function requireUser (request: FastifyRequest): number {
 
 export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   const { db, table } = options
-  const app = Fastify({ logger: options.logs === undefined ? false : collectingLogger(options.logs) })
+  const app = Fastify({ logger: options.logs === undefined ? options.logger ?? false : collectingLogger(options.logs) })
   app.decorateRequest('userId', undefined)
   app.addHook('onRequest', async (request) => {
     const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
@@ -92,7 +98,7 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   })
   app.get('/tasks/:id', {
     schema: {
-      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
+      params: IdParams,
       response: { 200: TaskSchema }
     },
     config: { realtime },
@@ -118,20 +124,22 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   })
   app.patch('/tasks/:id', {
     schema: {
-      params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] },
-      body: { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' }, owner_id: { type: 'integer' } }, additionalProperties: false },
+      params: IdParams,
+      body: { type: 'object', properties: { title: { type: 'string' }, done: { type: 'boolean' }, owner_id: Id }, additionalProperties: false },
       response: { 200: TaskSchema }
     },
     handler: async (request, reply) => {
       const owner = requireUser(request)
       const id = (request.params as { id: number }).id
+      // nothing left to set (Fastify drops unknown fields) would be an empty UPDATE, which Knex refuses
+      if (Object.keys(request.body as object).length === 0) throw Object.assign(new Error('nothing to update'), { statusCode: 400 })
       const changed = await db(table).where({ id, owner_id: owner }).update(request.body as object)
       if (changed === 0) throw notFound()
       return await db(table).where({ id }).first()
     }
   })
   app.delete('/tasks/:id', {
-    schema: { params: { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] } },
+    schema: { params: IdParams },
     handler: async (request, reply) => {
       const owner = requireUser(request)
       const id = (request.params as { id: number }).id
