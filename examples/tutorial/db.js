@@ -1,4 +1,3 @@
-// #region db
 // db.js: the one Knex instance the app writes through (and the plugin watches).
 import knex from 'knex'
 
@@ -6,4 +5,3 @@ import knex from 'knex'
 export const db = process.env.DATABASE_URL === undefined
   ? knex({ client: 'better-sqlite3', connection: { filename: process.env.SQLITE_FILE ?? 'tasks.db' }, useNullAsDefault: true })
   : knex({ client: 'pg', connection: process.env.DATABASE_URL })
-// #endregion
