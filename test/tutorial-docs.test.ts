@@ -144,6 +144,8 @@ t.test('the snippet tool', async (t) => {
       `${fence}js`, `${fence}`,
       '<!-- snippet: examples/tutorial/a.js#nope -->',
       `${fence}js`, `${fence}`,
+      '<!-- snippet: examples/tutorial/b.js -->',
+      `${fence}js`, 'stale', `${fence}`,
       '<!-- snippet: examples/tutorial/a.js -->'
     ].join('\n')
     const dir = t.testdir({
@@ -166,7 +168,8 @@ t.test('the snippet tool', async (t) => {
         'docs/doc.md:12: a snippet comment must be followed by a fenced code block',
         "docs/doc.md:14: ENOENT: no such file or directory, open '" + join(dir, 'examples/tutorial/missing.js') + "'",
         "docs/doc.md:17: examples/tutorial/a.js has no region 'nope'",
-        'docs/doc.md:20: a snippet comment must be followed by a fenced code block',
+        'docs/doc.md:20: the block differs from examples/tutorial/b.js (npm run tutorial:snippets rewrites it)',
+        'docs/doc.md:24: a snippet comment must be followed by a fenced code block',
         "examples/tutorial/b.js: region 'one' differs from the one in examples/tutorial/a.js",
         'examples/tutorial/c.html:2: #endregion y closes #region x'
       ]
