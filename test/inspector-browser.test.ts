@@ -69,6 +69,12 @@ t.test('in Chromium', { skip }, async (t) => {
     const routes = await page.$$eval('#routes tbody tr', (rows) => rows.map((row) => Array.from(row.querySelectorAll('td')).slice(0, 7).map((td) => td.textContent)))
     t.same(routes, [['/tasks', 'tasks', 'list', 'id', 'id', '0', '0'], ['/tasks/:id', 'tasks', 'retrieve', 'id', 'id', '0', '0']])
 
+    // the form shows the fields of the target chosen
+    t.equal(await page.isVisible('#subscribe [name=path]'), false)
+    await page.selectOption('#subscribe [name=by]', 'path')
+    t.equal(await page.isVisible('#subscribe [name=path]'), true)
+    t.equal(await page.isVisible('#subscribe [name=lookup_by]'), false)
+
     // subscribe from the form, filled by the route's "Use" button
     await page.click('#routes tr[data-route="/tasks"] button')
     t.equal(await page.inputValue('#subscribe [name=model]'), 'tasks')

@@ -14,6 +14,7 @@ export interface PageConfig {
 
 const style = `
 *{box-sizing:border-box}
+[hidden]{display:none !important}
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
 header{display:flex;align-items:center;gap:.8rem;padding:.7rem 1.2rem;background:#1d2430;color:#fff}
 header h1{font-size:1.05rem;margin:0;font-weight:600}
@@ -42,7 +43,6 @@ fieldset{border:0;padding:0;margin:0;display:flex;flex-wrap:wrap;gap:.4rem .8rem
 #filter{flex:1;min-width:10rem}
 #log{list-style:none;padding:0;margin:0;max-height:calc(100vh - 9rem);overflow:auto}
 #log li{border-bottom:1px solid #eee;padding:.3rem 0}
-#log li[hidden]{display:none}
 #log .meta{font-size:.8rem;color:#555}
 #log li[data-direction=out] .meta{color:#2456a6}
 #log li[data-type=error] .meta{color:#b33}
