@@ -57,6 +57,9 @@ export async function workspace (): Promise<Workspace> {
     }
     return {
       ...base,
+      // tap's process tracking still wraps the child (it re-adds its loader to NODE_OPTIONS): this
+      // turns its coverage off there, so the examples, run as a reader runs them, are not measured
+      _TAPJS_PROCESSINFO_COVERAGE_: '0',
       REST_LIVE_LIB_URL: pathToFileURL(join(dir, 'lib', 'index.js')).href,
       REST_LIVE_CLIENT_URL: pathToFileURL(join(dir, 'lib', 'client', 'index.js')).href,
       HOST: '127.0.0.1',
