@@ -144,7 +144,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     resource: (stream, resourceOptions) => { channels.resources.declare(stream, resourceOptions) }
   })
   app.decorate('realtime', realtime)
-  if (options.inspector) registerInspector(app, options.path, { stats: () => realtime.stats(), routes: () => manager.describe() })
+  if (options.inspector) registerInspector(app, options.path, { stats: () => realtime.stats(), routes: () => manager.describe(), declared: () => registry.models().flatMap((model) => registry.forModel(model)) })
 
   app.addHook('onReady', async () => {
     // every route and shared schema is known now: refuse routes whose frames could not match REST

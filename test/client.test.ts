@@ -79,6 +79,10 @@ t.test('against a real server', async (t) => {
     t.same(rest.map((task) => task.title), ['a', 'c2'])
     t.same(tasks.rows, rest)
     t.same(tasks.byKey.get('1'), { id: 1, title: 'a', owner_id: 1, done: true })
+    t.equal(tasks.byKey.get(1), tasks.byKey.get('1'), 'byKey takes the number too')
+    t.ok(tasks.byKey.has(1))
+    t.notOk(tasks.byKey.has(2), 'deleted')
+    t.same([...tasks.byKey.keys()], ['1', String(created.body.id)], 'keys are strings')
     t.same(frames.map((frame) => frame.type === 'broadcast' ? frame.action : frame.type), ['subscribed', 'CREATED', 'UPDATED', 'DELETED', 'UPDATED'])
 
     const deleted = await live.request('DELETE', `/tasks/${created.body.id}`)
@@ -121,12 +125,14 @@ t.test('against a real server', async (t) => {
     const [row] = await db(table).insert({ title: 'finish me', owner_id: 1 }).returning('*') as Task[]
     await db(table).where({ id: row?.id }).update({ done: true })
     t.same(await restList('/tasks?done=true'), done.rows)
-    t.ok(done.byKey.has(String(row?.id)), 'moved into the filter')
+    t.ok(done.byKey.has(row?.id as number), 'moved into the filter')
     done.unsubscribe()
   })
 
   t.test('requests resolve with any status; error frames reject with their code', async (t) => {
     t.equal((await live.request('GET', '/nowhere')).status, 404)
+    t.same(await live.request('HEAD', '/tasks'), { status: 200, body: null }, 'HEAD: the status of the GET, no body')
+    t.same(await live.request('HEAD', '/tasks/999999'), { status: 404, body: null })
     const bad = await live.request('POST', '/tasks', { title: '' })
     t.equal(bad.status, 400)
     await t.rejects(live.request('TRACE' as HttpMethod, '/tasks'), { name: 'RestLiveError', code: 400, message: /method/ })

@@ -26,6 +26,8 @@ t.test('the demo', async (t) => {
     t.match(page.headers['content-type'], /^text\/html/)
     t.match(page.body, /<script type="module">/)
     t.match(page.body, /import \{ RestLiveClient \} from '\/client\.js'/)
+    t.match(page.body, /<link rel="icon" href="data:image\/svg\+xml,/, 'an inline icon: no /favicon.ico request, no 404')
+    t.match(page.body, /pre \{[^}]*overflow-wrap: anywhere/, 'long frames wrap inside the frames panel')
 
     const client = await app.inject('/client.js')
     t.equal(client.statusCode, 200)
@@ -33,6 +35,14 @@ t.test('the demo', async (t) => {
     t.equal(client.body, source)
     t.match(client.body, /export class RestLiveClient/)
     t.notMatch(client.body, /^import /m, 'the browser loads one file: the client imports nothing')
+  })
+
+  t.test('has the inspector on, linked from the page', async (t) => {
+    const inspector = await app.inject('/ws/subscribe/inspector')
+    t.equal(inspector.statusCode, 200)
+    t.match(inspector.body, /fastify-rest-live inspector/)
+    t.match((await app.inject('/')).body, /<a href="\/ws\/subscribe\/inspector">inspector<\/a>/)
+    t.same((await app.inject('/ws/subscribe/inspector.json')).json().routes.map((route: { route: string }) => route.route), ['/tasks', '/tasks/:id'])
   })
 
   t.test('starts with two tasks, REST and filters work', async (t) => {

@@ -4,7 +4,7 @@ import type { Knex } from 'knex'
 
 export interface DemoOptions {
   /** The fastify-rest-live plugin (the built package, or lib/ in tests). */
-  restLive: FastifyPluginAsync<{ knex: Knex }>
+  restLive: FastifyPluginAsync<{ knex: Knex, inspector?: boolean }>
   /** The browser client's JavaScript, served at /client.js. */
   clientSource: string
   /** Fastify's logger option. */

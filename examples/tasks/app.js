@@ -29,7 +29,7 @@ const NotFound = Type.Object({ message: Type.String() })
 /**
  * Builds the demo app (ready, not listening).
  * @param {object} options
- * @param {import('fastify').FastifyPluginAsync<{ knex: import('knex').Knex }>} options.restLive the plugin
+ * @param {import('fastify').FastifyPluginAsync<{ knex: import('knex').Knex, inspector?: boolean }>} options.restLive the plugin
  * @param {string} options.clientSource the browser client's JavaScript, served at /client.js
  * @param {boolean | object} [options.logger] Fastify's logger option
  */
@@ -47,8 +47,9 @@ export async function buildDemo (options) {
   const page = await readFile(new URL('./public/index.html', import.meta.url), 'utf8')
 
   const app = Fastify({ logger: options.logger })
-  // before the routes: the plugin finds realtime routes as they are added
-  await app.register(options.restLive, { knex: db })
+  // before the routes: the plugin finds realtime routes as they are added.
+  // inspector: a debug page at /ws/subscribe/inspector (leave it off in production)
+  await app.register(options.restLive, { knex: db, inspector: true })
   app.addHook('onClose', async () => { await db.destroy() })
 
   // The rows a request may see. The same function answers the REST GET and

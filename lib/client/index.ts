@@ -51,7 +51,8 @@ export interface PathTarget {
 
 export type SubscribeTarget = ListTarget | RetrieveTarget | PathTarget
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+/** `HEAD` answers with the GET's status and a `null` body: a cheap check of access or existence. */
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
 /** What a view holds: a list route's array, or a retrieve route's instance (null once gone). */
 export type ViewData<T> = T[] | T | null
@@ -177,6 +178,26 @@ export interface LiveViewOptions<T extends object> {
 
 export type ConnectionStatus = 'connecting' | 'open' | 'closed'
 
+/**
+ * A view's rows by primary key. Keys are stored as strings (a JSON object key
+ * is one); `get`, `has` take the number too: `byKey.get(7)` finds the row
+ * `byKey.get('7')` does.
+ */
+export interface RowsByKey<T> extends ReadonlyMap<string, T> {
+  get (key: string | number): T | undefined
+  has (key: string | number): boolean
+}
+
+class RowMap<T> extends Map<string, T> implements RowsByKey<T> {
+  override get (key: string | number): T | undefined {
+    return super.get(String(key))
+  }
+
+  override has (key: string | number): boolean {
+    return super.has(String(key))
+  }
+}
+
 const OPEN = 1
 const MAX_RECONNECT_DELAY_MS = 30_000
 
@@ -191,7 +212,7 @@ export class LiveView<T extends object = Row> {
   readonly target: SubscribeTarget
   /** Resolves once the server has acknowledged the subscription and the rows hold its snapshot. */
   readonly ready: Promise<LiveView<T>>
-  readonly #rows = new Map<string, T>()
+  readonly #rows = new RowMap<T>()
   readonly #options: LiveViewOptions<T>
   readonly #pk: string
   readonly #detach: () => void
@@ -219,8 +240,8 @@ export class LiveView<T extends object = Row> {
     return [...this.#rows.values()]
   }
 
-  /** The rows by primary key (as a string). */
-  get byKey (): ReadonlyMap<string, T> {
+  /** The rows by primary key: `byKey.get(7)` and `byKey.get('7')` find the same row. */
+  get byKey (): RowsByKey<T> {
     return this.#rows
   }
 
