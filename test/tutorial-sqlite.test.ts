@@ -5,9 +5,9 @@
 import t from 'tap'
 import { tutorialSections } from './helpers/tutorial-sections.js'
 
-// each section is a process of its own: more than the default per-file timeout on a busy machine
+// each section is a process of its own, three at a time: more than the default per-file timeout on a busy machine
 t.setTimeout(300_000)
 
-t.test('the tutorial on SQLite', async (t) => {
+t.test('the tutorial on SQLite', { jobs: 3 }, async (t) => {
   await tutorialSections(t, 'sqlite')
 })
