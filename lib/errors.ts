@@ -75,6 +75,18 @@ export const UnkeyedRowsError = createError<[string, string]>(
   "model '%s' has rows whose primary key '%s' is NULL, so they cannot be followed live; the server log says how to fix the table",
   500
 )
+export const InvalidExpiryError = createError<[string, string]>(
+  'FST_REST_LIVE_INVALID_EXPIRY',
+  'fastify-rest-live: expiresAt() for %s returned %s; expected a Date, milliseconds since the epoch, or undefined',
+  500,
+  TypeError
+)
+export const InvalidMatchError = createError<[string]>(
+  'FST_REST_LIVE_INVALID_MATCH',
+  'fastify-rest-live: app.realtime.reauthorize(match): match must be a function (subscription) => boolean, got a %s',
+  500,
+  TypeError
+)
 export const InvalidPublishError = createError<[string]>(
   'FST_REST_LIVE_INVALID_PUBLISH',
   'fastify-rest-live: app.realtime.publish(): %s',
@@ -87,6 +99,11 @@ export const BadFrameError = createError<[string]>('FST_REST_LIVE_BAD_FRAME', '%
 export const UnauthorizedError = createError<[string]>('FST_REST_LIVE_UNAUTHORIZED', '%s', 401)
 export const ForbiddenError = createError<[string]>('FST_REST_LIVE_FORBIDDEN', '%s', 403)
 export const NoRouteError = createError<[string]>('FST_REST_LIVE_NO_ROUTE', '%s', 404)
+export const ExpiredError = createError<[string]>(
+  'FST_REST_LIVE_EXPIRED',
+  'credentials expired at %s; reconnect with fresh credentials',
+  401
+)
 export const DuplicateSubscriptionError = createError<[string]>(
   'FST_REST_LIVE_DUPLICATE_SUBSCRIPTION',
   'a subscription with id %s is already open on this socket',

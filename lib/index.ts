@@ -23,11 +23,14 @@ import { UnkeyedRows } from './registry/unkeyed-rows.js'
 import { createCounters } from './stats.js'
 import { SubscriptionAuthorizer, injectOptions, requesterOf } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
+import { Revoker } from './subscriptions/revocation.js'
+import { viewOf, type RouteFetcher } from './subscriptions/view.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
 
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
+export type { ExpiresAt, RealtimeSubscriptionInfo, ReauthorizeSummary } from './types.js'
 export * as errors from './errors.js'
 export type { ResourceOptions } from './types.js'
 export { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf } from './channels/permissions.js'
@@ -41,8 +44,21 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const counters = createCounters()
   const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
   const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
-  const authorizer = new SubscriptionAuthorizer(app, registry)
+  const authorizer = new SubscriptionAuthorizer(app, registry, options.expiresAt)
   const connections = new Set<Connection>()
+  const countQuery = (): void => { counters.databaseChecks++ }
+  const fetchRoute: RouteFetcher = async (url, requester) => {
+    const response = await app.inject(injectOptions('GET', url, requester))
+    return { statusCode: response.statusCode, body: response.body }
+  }
+  const revoker = new Revoker({
+    authorizer,
+    manager,
+    log: app.log,
+    view: (authorization) => viewOf(authorization, countQuery, fetchRoute, manager.clock),
+    every: options.reauthorizeEvery
+  })
+  manager.watch(revoker)
 
   app.addHook('onRoute', function (route) {
     // `this` is the instance the route is registered on: its shared schemas are the ones the route's $refs see
@@ -84,6 +100,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const detach = capture.attach(target)
   // registered as soon as there is something to release, so a later registration failure leaks nothing
   app.addHook('onClose', async () => {
+    revoker.close()
     detach()
     await bus.close()
   })
@@ -112,11 +129,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     registry,
     manager,
     authorizer,
-    countQuery: () => { counters.databaseChecks++ },
-    fetchRoute: async (url, requester) => {
-      const response = await app.inject(injectOptions('GET', url, requester))
-      return { statusCode: response.statusCode, body: response.body }
-    }
+    revoker,
+    countQuery,
+    fetchRoute
   }
   // channels-api frames ({ stream, payload }) share the socket and its connection state
   const channels = new ChannelsAdapter(ctx)
@@ -140,7 +155,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     bus: () => bus,
     connections: () => connections.size,
     subscriptions: () => manager.subscriptionCount,
-    settled: () => manager.idle(),
+    // re-checks first: a moved subscription's resync is a queued job the manager then waits for
+    settled: async () => { await revoker.idle(); await manager.idle() },
+    reauthorize: async (match) => await revoker.reauthorize(match),
     resource: (stream, resourceOptions) => { channels.resources.declare(stream, resourceOptions) }
   })
   app.decorate('realtime', realtime)

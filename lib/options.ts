@@ -6,7 +6,8 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { Knex } from 'knex'
 import { InvalidOptionError } from './errors.js'
-import type { RestLiveOptions } from './types.js'
+import { MAX_TIMEOUT_MS } from './subscriptions/expiry.js'
+import type { ExpiresAt, RestLiveOptions } from './types.js'
 import { originOf } from './ws/origin.js'
 
 const ScalarOptions = Type.Object({
@@ -20,7 +21,10 @@ const ScalarOptions = Type.Object({
   maxFramesPerSecond: Type.Optional(Type.Integer({ minimum: 1 })),
   maxBufferedBytes: Type.Optional(Type.Integer({ minimum: 1024 })),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-  inspector: Type.Optional(Type.Boolean())
+  inspector: Type.Optional(Type.Boolean()),
+  // a periodic re-check more often than every second would run the routes' hooks as a busy loop; setTimeout caps the top
+  reauthorizeEvery: Type.Optional(Type.Integer({ minimum: 1000, maximum: MAX_TIMEOUT_MS })),
+  expiresAt: Type.Optional(Type.Function([Type.Unknown()], Type.Unknown()))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(ScalarOptions)
@@ -38,6 +42,9 @@ export interface ResolvedOptions {
   /** Normalized origins (`scheme://host[:port]`). */
   allowedOrigins: ReadonlySet<string> | undefined
   inspector: boolean
+  /** Milliseconds between periodic re-checks of every subscription; undefined: none. */
+  reauthorizeEvery: number | undefined
+  expiresAt: ExpiresAt | undefined
 }
 
 export const defaults = {
@@ -100,6 +107,8 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     maxFramesPerSecond: valid.maxFramesPerSecond ?? defaults.maxFramesPerSecond,
     maxBufferedBytes: valid.maxBufferedBytes ?? defaults.maxBufferedBytes,
     allowedOrigins: valid.allowedOrigins === undefined ? undefined : new Set(valid.allowedOrigins.map(checkedOrigin)),
-    inspector: valid.inspector ?? false
+    inspector: valid.inspector ?? false,
+    reauthorizeEvery: valid.reauthorizeEvery,
+    expiresAt: valid.expiresAt as ExpiresAt | undefined
   }
 }

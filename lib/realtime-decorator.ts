@@ -20,6 +20,8 @@ export interface DecoratorDeps {
   settled: () => Promise<void>
   /** Declares a channels-api resource (lib/channels). */
   resource: RealtimeDecorator['resource']
+  /** Re-runs subscriptions' checks (subscriptions/revocation.ts). */
+  reauthorize: RealtimeDecorator['reauthorize']
 }
 
 const ops = new Set<WriteOp>(['insert', 'update', 'delete'])
@@ -61,6 +63,8 @@ export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator
     settled: deps.settled,
 
     resource: deps.resource,
+
+    reauthorize: deps.reauthorize,
 
     stats (): RealtimeStats {
       return {

@@ -27,7 +27,21 @@ export interface RealtimeRouteConfig {
   lookup?: string
   /** The primary-key column (default `'id'`). */
   pk?: string
+  /**
+   * When this route's subscriptions must be re-authorised (overrides the
+   * plugin's `expiresAt` for this route; see docs/revocation.md).
+   */
+  expiresAt?: ExpiresAt
 }
+
+/**
+ * When a subscription's credentials stop being good: called with the request
+ * the route authorised (after its hooks, so `request.user` is set), it answers
+ * a Date or milliseconds since the epoch (a JWT's `exp * 1000`), or
+ * undefined / null for "never". At that moment the subscription's checks are
+ * re-run: refused, it ends; accepted with a later expiry, it goes on.
+ */
+export type ExpiresAt = (request: FastifyRequest) => Date | number | null | undefined | Promise<Date | number | null | undefined>
 
 export interface RestLiveOptions {
   /** Writes through this Knex instance are captured after commit. */
@@ -55,6 +69,47 @@ export interface RestLiveOptions {
   allowedOrigins?: string[]
   /** Serve a debug page at `<path>/inspector` (default false). */
   inspector?: boolean
+  /**
+   * Re-run every subscription's checks this often, in milliseconds (at least
+   * 1000): `app.realtime.reauthorize()` on a timer, for apps that cannot call it
+   * when access is revoked. Off by default.
+   */
+  reauthorizeEvery?: number
+  /** When subscriptions must be re-authorised (see `ExpiresAt`); a route may override it. */
+  expiresAt?: ExpiresAt
+}
+
+/**
+ * A live subscription, as `app.realtime.reauthorize(match)` shows it to
+ * `match`: who holds it and what it follows. Read-only.
+ */
+export interface RealtimeSubscriptionInfo {
+  /** The client's frame id (native), or a server-made id (`channels:<n>`) for channels-api. */
+  readonly id: string | number
+  /** Which frames the client speaks. */
+  readonly protocol: 'native' | 'channels'
+  /** The route's `config.realtime.model`. */
+  readonly model: string
+  /** The route's URL pattern, e.g. `/tasks/:id`. */
+  readonly route: string
+  /** The URL subscribed, e.g. `/tasks/7?done=false`. */
+  readonly url: string
+  /** The socket's upgrade request headers (those sent with every check: `authorization`, `cookie`…). */
+  readonly headers: Readonly<Record<string, string>>
+  /** The socket's peer address. */
+  readonly remoteAddress: string | undefined
+  /** channels-api only: the stream, the subscribed event action and pk. */
+  readonly channels: Readonly<{ stream: string, action: string, pk: string | number | undefined }> | undefined
+}
+
+/** What one `app.realtime.reauthorize()` did. */
+export interface ReauthorizeSummary {
+  /** Subscriptions whose checks were re-run. */
+  checked: number
+  /** Those refused: each was sent an `error` and ended. */
+  ended: number
+  /** Those accepted with another view: each was moved to it and sent a `resync`. */
+  moved: number
 }
 
 /** Counters for a metrics exporter. */
@@ -85,6 +140,15 @@ export interface RealtimeDecorator {
    * run the app's own routes under `prefix` (see docs/channels-api.md).
    */
   resource (stream: string, options: ResourceOptions): void
+  /**
+   * Re-runs the checks of this node's subscriptions that `match` selects (all
+   * without it): the route's hooks and validation, with the subscribed URL and
+   * the socket's credentials, as subscribing did. A refused subscription is
+   * sent an `error` with the route's status and ended; one that now yields
+   * another view follows it (`resync`). Resolves once all that is done. Call it
+   * when access changes: logout, role change, ban (see docs/revocation.md).
+   */
+  reauthorize (match?: (subscription: RealtimeSubscriptionInfo) => boolean): Promise<ReauthorizeSummary>
 }
 
 /** A channels-api resource (stream), declared with `app.realtime.resource(stream, options)`. */

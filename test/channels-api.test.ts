@@ -562,6 +562,7 @@ t.test('a drained socket resyncs its stale channels-api subscriptions', async (t
     options: { maxSubscriptions: 10 },
     registry: { byUrl: () => route, forModel: () => [route] },
     authorizer: { authorize: async () => ({ kind: 'refetch', route, url: '/q', identity: { headers: {} }, key: 'k', lookupValue: undefined }) },
+    revoker: { generation: 0, grant: () => undefined },
     manager: {
       subscribe: async (request: { subscriber: { send: (frame: string) => boolean } }) => {
         request.subscriber.send('{"type":"subscribed","id":"x"}')

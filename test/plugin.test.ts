@@ -72,7 +72,11 @@ t.test('options are validated, and errors name the option', async (t) => {
     ['allowedOrigins not an array', { knex: db, allowedOrigins: 'https://a.example' }, /option 'allowedOrigins' .*got "https:\/\/a.example"/],
     ['inspector not boolean', { knex: db, inspector: 'yes' }, /option 'inspector' expected boolean/],
     ['redis of the wrong type', { knex: db, redis: 6379 }, /option 'redis' .*got a number/],
-    ['channelPrefix with a glob', { knex: db, channelPrefix: 'live*' }, /option 'channelPrefix' /]
+    ['channelPrefix with a glob', { knex: db, channelPrefix: 'live*' }, /option 'channelPrefix' /],
+    ['reauthorizeEvery too often', { knex: db, reauthorizeEvery: 10 }, /option 'reauthorizeEvery' expected integer to be greater or equal to 1000, got a number/],
+    ['reauthorizeEvery past setTimeout', { knex: db, reauthorizeEvery: 2 ** 31 }, /option 'reauthorizeEvery' expected integer to be less or equal to 2147483647/],
+    ['reauthorizeEvery not a number', { knex: db, reauthorizeEvery: '1m' }, /option 'reauthorizeEvery' expected integer, got "1m"/],
+    ['expiresAt not a function', { knex: db, expiresAt: 3600 }, /option 'expiresAt' expected function, got a number/]
   ]
   for (const [name, options, message] of cases) {
     const err = await registrationError(t, db, options)
@@ -119,9 +123,10 @@ t.test('route discovery', async (t) => {
     ['no model', { queryset: () => db(table) }, /'model' must be the name of the table/],
     ['empty model', { model: '' }, /'model' must be the name of the table/],
     ['queryset not a function', { model: table, queryset: 'select * from tasks' }, /'queryset' must be a function/],
-    ['unknown key', { model: table, querySet: () => db(table) }, /unknown key 'querySet' \(known: model, queryset, lookup, pk\)/],
+    ['unknown key', { model: table, querySet: () => db(table) }, /unknown key 'querySet' \(known: model, queryset, lookup, pk, expiresAt\)/],
     ['empty lookup', { model: table, lookup: '' }, /'lookup' must be a non-empty string/],
     ['pk not a string', { model: table, pk: 1 }, /'pk' must be a non-empty string/],
+    ['expiresAt not a function', { model: table, expiresAt: 3600 }, /'expiresAt' must be a function \(request\) => Date \| number \| undefined/],
     ['not an object', 'tasks', /expected an object like \{ model, queryset \}/],
     ['null', null, /expected an object like/]
   ]

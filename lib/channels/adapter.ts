@@ -193,8 +193,9 @@ export class ChannelsSession implements ConnectionExtra {
   }
 
   async #start (resource: Resource, action: string, pk: Pk | undefined, url: string, acknowledged: () => void): Promise<Subscription> {
-    const { authorizer, countQuery, fetchRoute, manager } = this.#ctx
+    const { authorizer, countQuery, fetchRoute, manager, revoker } = this.#ctx
     const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
+    const generation = revoker.generation
     const authorized = await authorizer.authorize(url, requester)
     const view = viewOf(authorized, countQuery, fetchRoute, manager.clock)
     const subscriber = new EventSubscriber(this.#connection, {
@@ -205,9 +206,26 @@ export class ChannelsSession implements ConnectionExtra {
       model: resource.model ?? authorized.route.model,
       acknowledged
     })
-    const request: Parameters<SubscriptionManager['subscribe']>[0] = { id: `channels:${++subscriptionCounter}`, subscriber, view, snapshot: false }
+    const id = `channels:${++subscriptionCounter}`
+    const grant = revoker.grant({
+      id, protocol: 'channels', url, socket: this.#connection.requester, requester, authorization: authorized, generation,
+      channels: { stream: resource.stream, action, pk },
+      end: (err) => { this.#revoked(resource, action, pk, err) }
+    })
+    const request: Parameters<SubscriptionManager['subscribe']>[0] = { id, subscriber, view, snapshot: false, grant }
     if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue
     return await manager.subscribe(request)
+  }
+
+  /**
+   * A re-check refused an open subscription, which the manager already released
+   * (revocation.ts): told as a refused `subscribe`, with no request to answer.
+   */
+  #revoked (resource: Resource, action: string, pk: Pk | undefined, err: unknown): void {
+    this.#subscriptions.delete(keyOf(resource, action, pk))
+    const failure = toFrameFailure(err)
+    const echo = { stream: resource.stream, action: 'subscribe', requestId: null }
+    this.#connection.reply(answerFrame(echo, { status: failure.statusCode, data: pk === undefined ? { action } : { action, pk }, errors: [failure.message] }))
   }
 
   unsubscribe (resource: Resource, pk: Pk | undefined, data: unknown): Answer {

@@ -172,7 +172,7 @@ export interface LiveViewOptions<T extends object> {
   pk?: string
   /** Called after the view changed, with the frame that changed it. */
   onChange?: (view: LiveView<T>, frame: ViewFrame<T>) => void
-  /** Called when the server refuses the subscription (also after a reconnect). */
+  /** Called when the server refuses the subscription (also after a reconnect), or ends it later (docs/revocation.md). */
   onError?: (error: RestLiveError) => void
 }
 

@@ -30,9 +30,11 @@ export interface RealtimeRoute {
   response: SuccessResponse | undefined
   /** Serializes one row as the REST response would: the route's own compiled serializer, taken on the first subscription. */
   serialize: ((row: Row) => string) | undefined
+  /** The route's own expiry hook, in place of the plugin's. */
+  expiresAt?: RealtimeRouteConfig['expiresAt']
 }
 
-const configKeys = new Set(['model', 'queryset', 'lookup', 'pk'])
+const configKeys = new Set(['model', 'queryset', 'lookup', 'pk', 'expiresAt'])
 
 function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
   if (config === null || typeof config !== 'object') {
@@ -40,13 +42,16 @@ function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
   }
   const record = config as Record<string, unknown>
   for (const key of Object.keys(record)) {
-    if (!configKeys.has(key)) throw new RealtimeConfigError(url, `unknown key '${key}' (known: model, queryset, lookup, pk)`)
+    if (!configKeys.has(key)) throw new RealtimeConfigError(url, `unknown key '${key}' (known: ${[...configKeys].join(', ')})`)
   }
   if (typeof record.model !== 'string' || record.model.length === 0) {
     throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows")
   }
   if (record.queryset !== undefined && typeof record.queryset !== 'function') {
     throw new RealtimeConfigError(url, "'queryset' must be a function (request) => knex query builder")
+  }
+  if (record.expiresAt !== undefined && typeof record.expiresAt !== 'function') {
+    throw new RealtimeConfigError(url, "'expiresAt' must be a function (request) => Date | number | undefined")
   }
   for (const key of ['lookup', 'pk'] as const) {
     if (record[key] !== undefined && (typeof record[key] !== 'string' || record[key] === '')) {
@@ -103,7 +108,8 @@ export class RouteRegistry {
       params,
       queryset: valid.queryset,
       response: undefined,
-      serialize: undefined
+      serialize: undefined,
+      expiresAt: valid.expiresAt
     }
     this.#unchecked.push({ route: realtime, schema: route.schema, scope })
     this.#byUrl.set(route.url, realtime)

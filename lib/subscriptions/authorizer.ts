@@ -15,7 +15,8 @@ import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
 import { rowSerializer } from '../registry/response-schema.js'
 import { pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
-import type { Row } from '../types.js'
+import type { ExpiresAt, Row } from '../types.js'
+import { expiryOf } from './expiry.js'
 import { safeJson } from './json-text.js'
 import { querysetViewKey, refetchViewKey } from './view.js'
 
@@ -24,6 +25,9 @@ export const PROBE_HEADER = 'x-rest-live-probe'
 export type AuthorizedView =
   | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, key: string, lookupValue: string | undefined }
   | { kind: 'refetch', route: RealtimeRoute, url: string, requester: Requester, key: string, lookupValue: string | undefined }
+
+/** An authorised view, and until when the credentials that authorised it are good (see expiry.ts). */
+export type Authorization = AuthorizedView & { expiresAt: number | undefined }
 
 export interface Credentials {
   [header: string]: string
@@ -65,7 +69,7 @@ export function requesterOf (request: FastifyRequest): Requester {
 }
 
 interface Probe {
-  resolve: (view: AuthorizedView) => void
+  resolve: (view: Authorization) => void
   reject: (err: unknown) => void
   /** Who the injected request stands for: a refetch view is keyed by all of it. */
   requester: Requester
@@ -75,10 +79,12 @@ export class SubscriptionAuthorizer {
   readonly #pending = new Map<string, Probe>()
   readonly #app: FastifyInstance
   readonly #registry: RouteRegistry
+  readonly #expiresAt: ExpiresAt | undefined
 
-  constructor (app: FastifyInstance, registry: RouteRegistry) {
+  constructor (app: FastifyInstance, registry: RouteRegistry, expiresAt?: ExpiresAt) {
     this.#app = app
     this.#registry = registry
+    this.#expiresAt = expiresAt
   }
 
   /**
@@ -90,7 +96,9 @@ export class SubscriptionAuthorizer {
       const probe = this.#probeOf(request)
       if (probe === undefined) return
       try {
-        probe.resolve(this.#capture(route, request, reply, probe.requester))
+        const view = this.#capture(route, request, reply, probe.requester)
+        // asked of the request as the route's hooks left it (request.user set)
+        probe.resolve({ ...view, expiresAt: await expiryOf(route.expiresAt ?? this.#expiresAt, request, route.url) })
       } catch (err) {
         probe.reject(err)
       }
@@ -112,9 +120,9 @@ export class SubscriptionAuthorizer {
   }
 
   /** Runs GET `url` as a subscription request; resolves with the view it may follow. */
-  async authorize (url: string, requester: Requester): Promise<AuthorizedView> {
+  async authorize (url: string, requester: Requester): Promise<Authorization> {
     const token = randomBytes(18).toString('base64url')
-    const captured = new Promise<AuthorizedView>((resolve, reject) => {
+    const captured = new Promise<Authorization>((resolve, reject) => {
       this.#pending.set(token, { resolve, reject, requester })
     })
     captured.catch(() => {}) // settled either way; the inject's answer decides what is thrown

@@ -13,6 +13,7 @@ import type { UnkeyedRows } from '../registry/unkeyed-rows.js'
 import type { Counters } from '../stats.js'
 import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
 import { ModelQueue, type ChangedKeys } from './model-queue.js'
+import type { Grant } from './revocation.js'
 import { KnownState, Subscription, type Subscriber } from './subscription.js'
 import { keyOf, type SerializedRows, type ViewReading, type ViewSource } from './view.js'
 
@@ -24,6 +25,14 @@ export interface SubscribeRequest {
   snapshot: boolean
   /** For a retrieve view: the lookup value, to name it in a 404. */
   lookupValue?: string
+  /** How it was authorised, so its checks can be re-run (revocation.ts). */
+  grant?: Grant
+}
+
+/** Told when subscriptions start and end (the revocation tracker). */
+export interface SubscriptionWatcher {
+  started (subscription: Subscription): void
+  ended (subscription: Subscription): void
 }
 
 export class SubscriptionManager {
@@ -42,6 +51,7 @@ export class SubscriptionManager {
   readonly #sequence: LocalSequence
   readonly #unkeyed: UnkeyedRows
   #bus: Bus | undefined
+  #watcher: SubscriptionWatcher | undefined
 
   constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters, sequence: LocalSequence, unkeyed: UnkeyedRows) {
     this.#registry = registry
@@ -58,6 +68,10 @@ export class SubscriptionManager {
 
   attach (bus: Bus): void {
     this.#bus = bus
+  }
+
+  watch (watcher: SubscriptionWatcher): void {
+    this.#watcher = watcher
   }
 
   get subscriptionCount (): number {
@@ -122,35 +136,43 @@ export class SubscriptionManager {
     }
   }
 
+  /** Ends a subscription: once this returns, nothing more is sent for it. */
   unsubscribe (subscription: Subscription): void {
     if (subscription.closed) return
     subscription.closed = true
-    subscription.state?.subscriptions.delete(subscription)
-    const view = subscription.view
-    view.subscriptions.delete(subscription)
-    if (view.subscriptions.size === 0) {
-      const views = this.#views.get(view.route.model)
-      views?.delete(view.key)
-      this.#indexes.get(view.route.model)?.remove(view)
-      if (views?.size === 0) {
-        this.#views.delete(view.route.model)
-        this.#indexes.delete(view.route.model)
-      }
-    }
-    this.#requireBus().unfollow(view.route.model)
+    this.#detach(subscription)
+    this.#requireBus().unfollow(subscription.view.route.model)
+    this.#watcher?.ended(subscription)
   }
 
   /** Re-reads one subscription's view and sends it whole (after it fell behind). */
   resync (subscription: Subscription): void {
     const model = subscription.view.route.model
     void this.#queue(model).job(async () => {
-      /* c8 ignore next: the client left while its resync waited in the queue */
-      if (subscription.closed) return
       const rows = await subscription.view.readAll()
       this.#leftOutRows(subscription.view)
+      // it ended, or is moving to another view (which resyncs it), while its view was read
+      if (!subscription.view.subscriptions.has(subscription)) return
       this.#join(subscription, rows)
       this.#sendResync(subscription, rows)
     }).catch((err: unknown) => this.#failed(model, err))
+  }
+
+  /**
+   * Makes a subscription follow another view of its route (its checks now give
+   * another one): from the moment this is called it hears nothing more of the
+   * old view; once the new one is read (in the model's queue, so no check
+   * overtakes it) it is sent a `resync` of it. Rejects when the view cannot be
+   * read; the subscription then follows nothing until it is ended.
+   */
+  async move (subscription: Subscription, view: ViewSource): Promise<void> {
+    this.#detach(subscription)
+    await this.#queue(view.route.model).job(async () => {
+      const { view: followed, rows } = await this.#read(view)
+      if (subscription.closed) return
+      this.#enter(subscription, followed, rows)
+      this.#sendResync(subscription, rows)
+    })
   }
 
   /** Resolves when every queued check has run (tests and graceful shutdown). */
@@ -159,29 +181,60 @@ export class SubscriptionManager {
   }
 
   async #start (request: SubscribeRequest): Promise<Subscription> {
-    const model = request.view.route.model
-    const views = this.#views.get(model) ?? new Map<string, ViewSource>()
-    const view = views.get(request.view.key) ?? request.view
+    const { view, rows } = await this.#read(request.view)
+    if (view.single && rows.size === 0) {
+      throw new InstanceNotFoundError(view.route.model, view.route.pk, String(request.lookupValue))
+    }
+    const subscription = new Subscription(request.id, request.subscriber, view, request.grant)
+    this.#enter(subscription, view, rows)
+    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined), false)
+    this.#watcher?.started(subscription)
+    return subscription
+  }
+
+  /** Reads a view whole, to follow it: the identical one already followed, if any, else this one. */
+  async #read (candidate: ViewSource): Promise<{ view: ViewSource, rows: SerializedRows }> {
+    const view = this.#views.get(candidate.route.model)?.get(candidate.key) ?? candidate
     const rows = await view.readAll()
     if (this.#leftOutRows(view)) {
       // rows a subscriber could not tell apart: no honest live view of them (registry/unkeyed-rows.ts)
-      throw new UnkeyedRowsError(model, view.route.pk)
+      throw new UnkeyedRowsError(view.route.model, view.route.pk)
     }
-    if (view.single && rows.size === 0) {
-      throw new InstanceNotFoundError(model, view.route.pk, String(request.lookupValue))
-    }
+    return { view, rows }
+  }
+
+  /** Makes a subscription follow a view just read (`rows`), which becomes followed if it was not. */
+  #enter (subscription: Subscription, view: ViewSource, rows: SerializedRows): void {
+    const model = view.route.model
+    const views = this.#views.get(model) ?? new Map<string, ViewSource>()
+    // indexed after the read: a view's index key is known once its queryset compiled
     if (!views.has(view.key)) this.#index(model).add(view)
     views.set(view.key, view)
     this.#views.set(model, views)
-    const subscription = new Subscription(request.id, request.subscriber, view)
+    subscription.view = view
     view.subscriptions.add(subscription)
     this.#join(subscription, rows)
-    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined), false)
-    return subscription
+  }
+
+  /** Takes a subscription out of its view and known state; a view left without subscribers is forgotten. */
+  #detach (subscription: Subscription): void {
+    subscription.state?.subscriptions.delete(subscription)
+    subscription.state = undefined
+    const view = subscription.view
+    // not in its view: it is moving to another one
+    if (!view.subscriptions.delete(subscription) || view.subscriptions.size > 0) return
+    const views = this.#views.get(view.route.model)
+    views?.delete(view.key)
+    this.#indexes.get(view.route.model)?.remove(view)
+    if (views?.size === 0) {
+      this.#views.delete(view.route.model)
+      this.#indexes.delete(view.route.model)
+    }
   }
 
   /** Puts a new or stale subscription (one with no state) in the known state of its view equal to `rows`, making one if none is. */
   #join (subscription: Subscription, rows: SerializedRows): void {
+    subscription.state?.subscriptions.delete(subscription)
     let state: KnownState | undefined
     for (const other of subscription.view.subscriptions) {
       if (other.state !== undefined && sameRows(other.state.rows, rows)) { state = other.state; break }

@@ -5,6 +5,7 @@
  * `KnownState`: a change is diffed once per state, not once per subscriber,
  * and an idle subscription costs a few small objects, not a copy of its view.
  */
+import type { Grant } from './revocation.js'
 import type { SerializedRows, ViewSource } from './view.js'
 
 /** The connection side of a subscription. */
@@ -29,7 +30,11 @@ export class Subscription {
   state: KnownState | undefined = undefined
   closed = false
 
-  constructor (readonly id: string | number, readonly subscriber: Subscriber, readonly view: ViewSource) {
+  /**
+   * @param view what it follows; replaced when a re-check finds that its checks now give another view
+   * @param grant how it was authorised, to re-run its checks (see revocation.ts); undefined: never re-checked
+   */
+  constructor (readonly id: string | number, readonly subscriber: Subscriber, public view: ViewSource, readonly grant?: Grant) {
     this.idJson = JSON.stringify(id)
   }
 

@@ -19,6 +19,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
 import { injectOptions, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
+import type { Revoker } from '../subscriptions/revocation.js'
 import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
 import { viewOf, type RouteFetcher } from '../subscriptions/view.js'
 import { frameIdOf, parseJson, validateFrame, wellFormed, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
@@ -31,6 +32,8 @@ export interface ConnectionContext {
   registry: RouteRegistry
   manager: SubscriptionManager
   authorizer: SubscriptionAuthorizer
+  /** Re-runs subscriptions' checks later (revocation, expiry). */
+  revoker: Pick<Revoker, 'generation' | 'grant'>
   fetchRoute: RouteFetcher
   countQuery: () => void
   /** Extra frame shapes (the channels-api adapter): the work of serving the frame when it took it, else undefined. */
@@ -261,15 +264,27 @@ export class Connection implements Subscriber {
 
   async #startSubscription (frame: SubscribeFrame): Promise<Subscription> {
     const url = frame.path ?? this.#urlFor(frame)
-    const authorized = await this.#ctx.authorizer.authorize(url, this.requester)
+    const { authorizer, revoker } = this.#ctx
+    const generation = revoker.generation
+    const authorized = await authorizer.authorize(url, this.requester)
     const request: Parameters<SubscriptionManager['subscribe']>[0] = {
       id: frame.id,
       subscriber: this,
       view: viewOf(authorized, this.#ctx.countQuery, this.#ctx.fetchRoute, this.#ctx.manager.clock),
-      snapshot: frame.snapshot === true
+      snapshot: frame.snapshot === true,
+      grant: revoker.grant({
+        id: frame.id, protocol: 'native', url, socket: this.requester, requester: this.requester, authorization: authorized, generation,
+        end: (err) => { this.#revoked(frame.id, err) }
+      })
     }
     if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue
     return await this.#ctx.manager.subscribe(request)
+  }
+
+  /** A re-check refused an open subscription, which the manager already released (revocation.ts). */
+  #revoked (id: string | number, err: unknown): void {
+    this.#subscriptions.delete(JSON.stringify(id))
+    this.sendError(id, err)
   }
 
   /** The URL a django-rest-live style frame (model + action + kwargs) stands for. */

@@ -40,6 +40,10 @@ export interface BuildOptions {
   logs?: LogLine[]
   /** Fastify's logger option (default: no logging; `logs` wins). */
   logger?: FastifyServerOptions['logger']
+  /** Called after the plugin is registered, before the routes: extra hooks, resources. */
+  configure?: (app: FastifyInstance) => void
+  /** Whose tasks a user sees (default: their own). */
+  scope?: (userId: number) => number
 }
 
 /** One line of Fastify's (pino's) JSON log. */
@@ -77,10 +81,12 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
     request.userId = match ? Number(match[1]) : undefined
   })
   await app.register(restLive, { knex: db, ...options.plugin })
+  options.configure?.(app)
+  const scope = options.scope ?? ((userId: number) => userId)
 
   const queryset = (request: FastifyRequest): Knex.QueryBuilder => {
     const query = request.query as { done?: boolean }
-    const builder = db(table).where(`${table}.owner_id`, requireUser(request)).orderBy(`${table}.id`)
+    const builder = db(table).where(`${table}.owner_id`, scope(requireUser(request))).orderBy(`${table}.id`)
     return query.done === undefined ? builder : builder.where(`${table}.done`, query.done)
   }
   const realtime = options.noQueryset === true ? { model: table } : { model: table, queryset }

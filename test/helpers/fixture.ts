@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import type { Test } from 'tap'
-import { buildTasksApp } from './app.js'
+import { buildTasksApp, type BuildOptions } from './app.js'
 import { connect, createTasksTable, uniqueName, type Dialect } from './db.js'
 import { TestClient, type Frame } from './ws-client.js'
 
@@ -25,13 +25,16 @@ export interface FixtureOptions {
   prefix?: string
   /** Routes without queryset: the refetch path. */
   noQueryset?: boolean
+  plugin?: BuildOptions['plugin']
+  configure?: BuildOptions['configure']
+  scope?: BuildOptions['scope']
 }
 
 export async function tasksFixture (t: Test, options: FixtureOptions = {}): Promise<Fixture> {
   const db = connect(options.dialect ?? 'sqlite')
   const table = uniqueName(options.prefix ?? 'tasks')
   await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true })
+  const { app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true, plugin: options.plugin, configure: options.configure, scope: options.scope })
   const clients: TestClient[] = []
   t.teardown(async () => {
     for (const client of clients) client.close()
