@@ -1,5 +1,5 @@
 /**
- * Which broadcast each subscriber gets (semantics.md): per changed row, per
+ * Which broadcast each subscriber gets (the tutorial's "What gets broadcast, and why"): per changed row, per
  * subscription, judged against what that subscriber was last told.
  */
 import t from 'tap'

@@ -1,7 +1,7 @@
 /**
  * Keeps every local subscription's view current: turns change events into
  * per-view re-checks (through each model's serial queue) and re-checks into
- * CREATED / UPDATED / DELETED broadcasts, following semantics.md.
+ * CREATED / UPDATED / DELETED broadcasts, following the tutorial's "What gets broadcast, and why".
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Bus, ChangeEvent } from '../bus/bus.js'
