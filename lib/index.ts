@@ -18,6 +18,7 @@ import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
+import { QuerysetCheck } from './registry/queryset-check.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { UnkeyedRows } from './registry/unkeyed-rows.js'
 import { createCounters } from './stats.js'
@@ -37,11 +38,12 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const options = resolveOptions(rawOptions)
   // one capture per Knex instance, shared with any other registration on it (knex-capture.ts)
   const capture = KnexCapture.of(options.knex)
-  const registry = new RouteRegistry((model) => capture.names.ofString(model))
+  const querysets = new QuerysetCheck(capture.names, app.log)
+  const registry = new RouteRegistry((model) => capture.names.ofString(model), querysets.tableOf)
   const counters = createCounters()
   const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
   const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
-  const authorizer = new SubscriptionAuthorizer(app, registry)
+  const authorizer = new SubscriptionAuthorizer(app, registry, querysets)
   const connections = new Set<Connection>()
 
   app.addHook('onRoute', function (route) {
@@ -136,6 +138,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
 
   const realtime = createRealtimeDecorator({
     registry,
+    querysets,
     counters,
     bus: () => bus,
     connections: () => connections.size,

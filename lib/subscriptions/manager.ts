@@ -161,6 +161,8 @@ export class SubscriptionManager {
   async #start (request: SubscribeRequest): Promise<Subscription> {
     const model = request.view.route.model
     const views = this.#views.get(model) ?? new Map<string, ViewSource>()
+    // before sharing: a lookup_field view is keyed by the row it finds (view.ts)
+    if (!await request.view.resolve()) throw new InstanceNotFoundError(model, request.view.route.lookup, String(request.lookupValue))
     const view = views.get(request.view.key) ?? request.view
     const rows = await view.readAll()
     if (this.#leftOutRows(view)) {
@@ -168,7 +170,7 @@ export class SubscriptionManager {
       throw new UnkeyedRowsError(model, view.route.pk)
     }
     if (view.single && rows.size === 0) {
-      throw new InstanceNotFoundError(model, view.route.pk, String(request.lookupValue))
+      throw new InstanceNotFoundError(model, view.route.lookup, String(request.lookupValue))
     }
     if (!views.has(view.key)) this.#index(model).add(view)
     views.set(view.key, view)
