@@ -58,8 +58,19 @@ export abstract class ViewSource {
   readonly subscriptions = new Set<Subscription>()
   /** Rows the last read left out because their primary key was NULL (registry/unkeyed-rows.ts). */
   unkeyedRows = 0
+  #key: string
+  constructor (key: string, readonly route: RealtimeRoute) {
+    this.#key = key
+  }
+
   /** What the view is shared by; a lookup_field view re-keys itself by the row's pk when it resolves (QuerysetView). */
-  constructor (public key: string, readonly route: RealtimeRoute) {}
+  get key (): string {
+    return this.#key
+  }
+
+  protected rekey (key: string): void {
+    this.#key = key
+  }
 
   /**
    * Fixes what the view follows, inside the model's queue, before it is shared:
@@ -142,7 +153,7 @@ export class QuerysetView extends ViewSource {
     this.#builder = this.#builder.clone().where(pkColumn(this.route), pk as Knex.Value)
     this.#lookupKey = keyOf(pk)
     const { sql, bindings } = this.#builder.toSQL()
-    this.key = querysetViewKey(this.route, sql, bindings, this.#lookupKey)
+    this.rekey(querysetViewKey(this.route, sql, bindings, this.#lookupKey))
     return true
   }
 
