@@ -35,6 +35,22 @@ export const EarlyRouteError = createError<[string]>(
   'fastify-rest-live: GET %s has config.realtime but was registered before the plugin, so it cannot be subscribed to; register fastify-rest-live before your routes',
   500
 )
+export const QuerysetResultError = createError<[string, string]>(
+  'FST_REST_LIVE_INVALID_QUERYSET',
+  "fastify-rest-live: config.realtime.queryset of GET %s returned %s; it must return a Knex query builder on the route's table, like (request) => db('tasks').where(...)",
+  500,
+  TypeError
+)
+export const QuerysetModelError = createError<[string, string, string, string]>(
+  'FST_REST_LIVE_MODEL_MISMATCH',
+  "fastify-rest-live: GET %s has model '%s' but its queryset reads table '%s', so writes to that table would never reach its subscribers; set model: '%s'",
+  500
+)
+export const QueryFailedError = createError<[string]>(
+  'FST_REST_LIVE_QUERY_FAILED',
+  'fastify-rest-live: the query of GET %s failed; the server log has the cause',
+  500
+)
 export const RedisConnectError = createError<[string, string]>(
   'FST_REST_LIVE_REDIS_UNREACHABLE',
   'fastify-rest-live: cannot reach Redis at %s: %s',

@@ -18,6 +18,7 @@ import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
+import { QuerysetCheck } from './registry/queryset-check.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { UnkeyedRows } from './registry/unkeyed-rows.js'
 import { createCounters } from './stats.js'
@@ -40,11 +41,12 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const options = resolveOptions(rawOptions)
   // one capture per Knex instance, shared with any other registration on it (knex-capture.ts)
   const capture = KnexCapture.of(options.knex)
-  const registry = new RouteRegistry((model) => capture.names.ofString(model))
+  const querysets = new QuerysetCheck(capture.names, app.log)
+  const registry = new RouteRegistry((model) => capture.names.ofString(model), querysets.tableOf)
   const counters = createCounters()
   const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
   const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
-  const authorizer = new SubscriptionAuthorizer(app, registry, options.expiresAt)
+  const authorizer = new SubscriptionAuthorizer(app, registry, querysets, options.expiresAt)
   const connections = new Set<Connection>()
   const countQuery = (): void => { counters.databaseChecks++ }
   const fetchRoute: RouteFetcher = async (url, requester) => {
@@ -151,6 +153,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
 
   const realtime = createRealtimeDecorator({
     registry,
+    querysets,
     counters,
     bus: () => bus,
     connections: () => connections.size,

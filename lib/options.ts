@@ -76,6 +76,17 @@ function checkedOrigin (entry: string, index: number): string {
   return origin
 }
 
+/**
+ * ioredis reads any other scheme as a host-less socket path (`http://host` tries
+ * to connect to `//host:6379`), so a wrong scheme would fail later and obscurely.
+ */
+function checkRedisUrl (url: string): void {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url)?.[1]?.toLowerCase()
+  if (scheme !== undefined && scheme !== 'redis' && scheme !== 'rediss') {
+    throw new InvalidOptionError("'redis'", `must be a URL starting with redis:// (or rediss:// for TLS), got a ${scheme}:// URL`)
+  }
+}
+
 export function resolveOptions (input: unknown): ResolvedOptions {
   if (input === null || typeof input !== 'object') {
     throw new InvalidOptionError('object', 'must be given: fastify-rest-live needs at least { knex }')
@@ -94,6 +105,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     throw new InvalidOptionError(`'${name}'`, `${error.message.toLowerCase()}, got ${describe(options[name])}`)
   }
   const valid = ours as Static<typeof ScalarOptions>
+  if (typeof valid.redis === 'string') checkRedisUrl(valid.redis)
   if (!isKnex(valid.knex)) {
     throw new InvalidOptionError("'knex'", `must be a Knex instance, got ${valid.knex === undefined ? 'nothing' : describe(valid.knex)}`)
   }

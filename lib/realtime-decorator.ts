@@ -5,14 +5,16 @@
 import type { FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import type { Bus } from './bus/bus.js'
-import { InstanceNotFoundError, InvalidPublishError, MissingQuerysetError, NotRealtimeRouteError } from './errors.js'
-import { pkColumn, type RealtimeRoute, type RouteRegistry } from './registry/route-registry.js'
+import { EarlyRouteError, InstanceNotFoundError, InvalidPublishError, MissingQuerysetError, NotRealtimeRouteError, QueryFailedError } from './errors.js'
+import type { QuerysetCheck } from './registry/queryset-check.js'
+import { lookupColumn, type RealtimeRoute, type RouteRegistry } from './registry/route-registry.js'
 import { usableKey } from './registry/unkeyed-rows.js'
 import type { Counters } from './stats.js'
 import type { RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
 
 export interface DecoratorDeps {
   registry: RouteRegistry
+  querysets: QuerysetCheck
   counters: Counters
   bus: () => Bus
   connections: () => number
@@ -29,21 +31,42 @@ const ops = new Set<WriteOp>(['insert', 'update', 'delete'])
 export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator {
   function routeOf (request: FastifyRequest, helper: string): RealtimeRoute & { queryset: NonNullable<RealtimeRoute['queryset']> } {
     const route = deps.registry.byUrl(request.routeOptions.url)
-    if (route === undefined) throw new NotRealtimeRouteError(helper, `${request.method} ${request.routeOptions.url ?? request.url}`)
+    if (route === undefined) {
+      // the route asked to be realtime, but Fastify showed it to no plugin registered after it (a route
+      // with config has a URL: only the not-found handler has none, and it has no config.realtime)
+      if (request.routeOptions.config.realtime !== undefined) throw new EarlyRouteError(request.routeOptions.url as string)
+      throw new NotRealtimeRouteError(helper, `${request.method} ${request.routeOptions.url ?? request.url}`)
+    }
     if (route.queryset === undefined) throw new MissingQuerysetError(helper, route.url)
     return route as RealtimeRoute & { queryset: NonNullable<RealtimeRoute['queryset']> }
+  }
+
+  /**
+   * Runs a query for a REST answer. Fastify's default error handler sends a 500's
+   * message, and a driver's message holds the SQL (and sometimes values): the
+   * client gets a clean error, the log the original.
+   */
+  async function run<T> (request: FastifyRequest, route: RealtimeRoute, query: Knex.QueryBuilder): Promise<T> {
+    try {
+      return await query as T
+    } catch (err) {
+      request.log.error({ err }, `fastify-rest-live: the query of GET ${route.url} failed`)
+      throw new QueryFailedError(route.url)
+    }
   }
 
   return {
     async list (request) {
       const route = routeOf(request, 'list')
-      return await route.queryset(request) as Row[]
+      return await run<Row[]>(request, route, deps.querysets.builder(route, route.queryset, request))
     },
 
     async retrieve (request) {
       const route = routeOf(request, 'retrieve')
       const value = (request.params as Record<string, unknown>)[route.lookup]
-      const row = await route.queryset(request).where(pkColumn(route), value as Knex.Value).first() as Row | undefined
+      // DRF's lookup_field: the lookup names the column searched (the primary key unless configured)
+      const query = deps.querysets.builder(route, route.queryset, request).where(lookupColumn(route), value as Knex.Value).first()
+      const row = await run<Row | undefined>(request, route, query)
       if (row === undefined) throw new InstanceNotFoundError(route.model, route.lookup, String(value))
       return row
     },

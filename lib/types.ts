@@ -14,8 +14,12 @@ export type WriteOp = 'insert' | 'update' | 'delete'
 
 /** What a GET route puts in `config.realtime` to become subscribable. */
 export interface RealtimeRouteConfig {
-  /** The table whose changes this route follows. */
-  model: string
+  /**
+   * The table whose changes this route follows. May be left out when the
+   * queryset takes no request (`() => db('tasks')`): it is then the table the
+   * queryset reads, learnt at registration.
+   */
+  model?: string
   /**
    * The rows this request may see. Serves the REST response (through
    * `app.realtime.list/retrieve`) and every later re-check, so a subscriber is
@@ -23,7 +27,11 @@ export interface RealtimeRouteConfig {
    * the whole route for subscribers when the model changes (slower).
    */
   queryset?: (request: FastifyRequest) => Knex.QueryBuilder
-  /** The route parameter naming one instance (default `'id'`). */
+  /**
+   * The column a retrieve finds its instance by, and the route parameter that
+   * carries it (DRF's `lookup_field`; default `'id'`). A subscription finds the
+   * row by it, then follows the row by primary key.
+   */
   lookup?: string
   /** The primary-key column (default `'id'`). */
   pk?: string

@@ -120,7 +120,8 @@ t.test('route discovery', async (t) => {
   })
 
   const invalid: Array<[string, unknown, RegExp]> = [
-    ['no model', { queryset: () => db(table) }, /'model' must be the name of the table/],
+    ['no model', {}, /'model' must be the name of the table/],
+    ['no model, a queryset of the request', { queryset: (request: unknown) => db(table).where('owner_id', (request as { id: number }).id) }, /'model' is needed when the queryset takes the request/],
     ['empty model', { model: '' }, /'model' must be the name of the table/],
     ['queryset not a function', { model: table, queryset: 'select * from tasks' }, /'queryset' must be a function/],
     ['unknown key', { model: table, querySet: () => db(table) }, /unknown key 'querySet' \(known: model, queryset, lookup, pk, expiresAt\)/],

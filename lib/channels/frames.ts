@@ -7,7 +7,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import { BadFrameError } from '../errors.js'
-import { deeperThan, MAX_DEPTH, wellFormed } from '../ws/frames.js'
+import { deeperThan, describeExpected, MAX_DEPTH, wellFormed } from '../ws/frames.js'
 
 const Pk = Type.Union([Type.String({ minLength: 1, maxLength: 256 }), Type.Integer()])
 const RequestId = Type.Union([Type.String({ maxLength: 256 }), Type.Number(), Type.Null()])
@@ -50,7 +50,7 @@ export function validateChannelsFrame (value: Record<string, unknown>): Channels
   if (field !== 'stream' && !field.startsWith('payload')) {
     throw new BadFrameError(`unknown field "${field}" in channels-api frame (allowed: stream, payload)`)
   }
-  throw new BadFrameError(`invalid "${field}" in channels-api frame: ${error.message.toLowerCase()}`)
+  throw new BadFrameError(`invalid "${field}" in channels-api frame: ${describeExpected(error.schema, error.value) ?? error.message.toLowerCase()}`)
 }
 
 /** The pk an action will put in a URL (payload.pk, else data.pk: see targetOf) must be encodable. */

@@ -4,7 +4,7 @@
  */
 import type { RouteOptions } from 'fastify'
 import type { Knex } from 'knex'
-import { BadFrameError, NoRouteError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
+import { BadFrameError, NoRouteError, QuerysetModelError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
 import type { RealtimeRouteConfig, Row } from '../types.js'
 import { successResponse, type SchemaScope, type SuccessResponse } from './response-schema.js'
 
@@ -44,14 +44,15 @@ function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
   for (const key of Object.keys(record)) {
     if (!configKeys.has(key)) throw new RealtimeConfigError(url, `unknown key '${key}' (known: ${[...configKeys].join(', ')})`)
   }
-  if (typeof record.model !== 'string' || record.model.length === 0) {
-    throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows")
-  }
   if (record.queryset !== undefined && typeof record.queryset !== 'function') {
     throw new RealtimeConfigError(url, "'queryset' must be a function (request) => knex query builder")
   }
   if (record.expiresAt !== undefined && typeof record.expiresAt !== 'function') {
     throw new RealtimeConfigError(url, "'expiresAt' must be a function (request) => Date | number | undefined")
+  }
+  // without it, the table is learnt from a queryset that takes no request (QuerysetCheck.tableOf)
+  if ((record.model !== undefined || record.queryset === undefined) && (typeof record.model !== 'string' || record.model.length === 0)) {
+    throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows")
   }
   for (const key of ['lookup', 'pk'] as const) {
     if (record[key] !== undefined && (typeof record[key] !== 'string' || record[key] === '')) {
@@ -65,6 +66,9 @@ export function pathParams (url: string): string[] {
   return [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((match) => match[1] as string)
 }
 
+/** The table key a queryset reads when that can be known without a request (registry/queryset-check.ts). */
+export type QuerysetTable = (url: string, queryset: NonNullable<RealtimeRouteConfig['queryset']>) => string | undefined
+
 export class RouteRegistry {
   readonly #byUrl = new Map<string, RealtimeRoute>()
   readonly #byModel = new Map<string, RealtimeRoute[]>()
@@ -75,9 +79,16 @@ export class RouteRegistry {
   readonly #byTable = new Map<string, string[]>()
   readonly #tableKey: (model: string) => string | undefined
 
+  /**
+   * The table a queryset that takes no request reads (it is called once, at
+   * registration); undefined for one that takes the request.
+   */
+  readonly #querysetTable: QuerysetTable
+
   /** `tableKey`: the table a model names, or undefined when it names none (by default, the model itself). */
-  constructor (tableKey: (model: string) => string | undefined = (model) => model) {
+  constructor (tableKey: (model: string) => string | undefined = (model) => model, querysetTable: QuerysetTable = () => undefined) {
     this.#tableKey = tableKey
+    this.#querysetTable = querysetTable
   }
 
   /** Records a route if it opts in; returns it, or undefined for ordinary routes. `scope` is the instance it is registered on. */
@@ -90,10 +101,16 @@ export class RouteRegistry {
       throw new RealtimeMethodError(methods.join(','), route.url)
     }
     const valid = validateConfig(route.url, config)
-    const table = this.#tableKey(valid.model)
-    if (table === undefined) {
-      throw new RealtimeConfigError(route.url, `'model' must name a table, optionally with its schema ('tasks', 'audit.tasks'), got '${valid.model}'`)
+    const read = valid.queryset === undefined ? undefined : this.#querysetTable(route.url, valid.queryset)
+    if (valid.model === undefined && read === undefined) {
+      throw new RealtimeConfigError(route.url, "'model' is needed when the queryset takes the request (it cannot be called before a request comes) or reads no named table: set it to the table the queryset reads")
     }
+    const model = valid.model ?? read as string
+    const table = this.#tableKey(model)
+    if (table === undefined) {
+      throw new RealtimeConfigError(route.url, `'model' must name a table, optionally with its schema ('tasks', 'audit.tasks'), got '${model}'`)
+    }
+    if (read !== undefined && read !== table) throw new QuerysetModelError(route.url, model, read, read)
     const lookup = valid.lookup ?? 'id'
     const params = pathParams(route.url)
     const kind: RouteKind = params.includes(lookup) ? 'retrieve' : 'list'
@@ -101,7 +118,7 @@ export class RouteRegistry {
     const realtime: RealtimeRoute = {
       id: ++this.#nextId,
       url: route.url,
-      model: valid.model,
+      model,
       kind,
       lookup,
       pk,
@@ -113,11 +130,11 @@ export class RouteRegistry {
     }
     this.#unchecked.push({ route: realtime, schema: route.schema, scope })
     this.#byUrl.set(route.url, realtime)
-    const forModel = this.#byModel.get(valid.model) ?? []
+    const forModel = this.#byModel.get(model) ?? []
     forModel.push(realtime)
-    this.#byModel.set(valid.model, forModel)
+    this.#byModel.set(model, forModel)
     const forTable = this.#byTable.get(table) ?? []
-    if (!forTable.includes(valid.model)) forTable.push(valid.model)
+    if (!forTable.includes(model)) forTable.push(model)
     this.#byTable.set(table, forTable)
     return realtime
   }
@@ -184,6 +201,11 @@ export class RouteRegistry {
 /** The column a queryset is narrowed by: qualified, so joins stay unambiguous. */
 export function pkColumn (route: Pick<RealtimeRoute, 'model' | 'pk'>): string {
   return `${route.model}.${route.pk}`
+}
+
+/** The column a retrieve searches by its URL parameter (DRF's lookup_field): qualified like pkColumn. */
+export function lookupColumn (route: Pick<RealtimeRoute, 'model' | 'lookup'>): string {
+  return `${route.model}.${route.lookup}`
 }
 
 export type Queryset = Knex.QueryBuilder

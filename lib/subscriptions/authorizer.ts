@@ -13,8 +13,9 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, InjectOptions } from 'fastify'
 import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
+import type { QuerysetCheck } from '../registry/queryset-check.js'
 import { rowSerializer } from '../registry/response-schema.js'
-import { pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
+import { lookupColumn, pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
 import type { ExpiresAt, Row } from '../types.js'
 import { expiryOf } from './expiry.js'
 import { safeJson } from './json-text.js'
@@ -23,11 +24,20 @@ import { querysetViewKey, refetchViewKey } from './view.js'
 export const PROBE_HEADER = 'x-rest-live-probe'
 
 export type AuthorizedView =
-  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, key: string, lookupValue: string | undefined }
+  | { kind: 'queryset', route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, key: string, lookupValue: string | undefined, lookup?: LookupFilter }
   | { kind: 'refetch', route: RealtimeRoute, url: string, requester: Requester, key: string, lookupValue: string | undefined }
 
 /** An authorised view, and until when the credentials that authorised it are good (see expiry.ts). */
 export type Authorization = AuthorizedView & { expiresAt: number | undefined }
+
+/**
+ * A retrieve by a column other than the primary key (DRF's lookup_field): the
+ * view finds its row by this filter once, then follows the row by primary key.
+ */
+export interface LookupFilter {
+  column: string
+  value: Knex.Value
+}
 
 export interface Credentials {
   [header: string]: string
@@ -79,11 +89,13 @@ export class SubscriptionAuthorizer {
   readonly #pending = new Map<string, Probe>()
   readonly #app: FastifyInstance
   readonly #registry: RouteRegistry
+  readonly #querysets: QuerysetCheck
   readonly #expiresAt: ExpiresAt | undefined
 
-  constructor (app: FastifyInstance, registry: RouteRegistry, expiresAt?: ExpiresAt) {
+  constructor (app: FastifyInstance, registry: RouteRegistry, querysets: QuerysetCheck, expiresAt?: ExpiresAt) {
     this.#app = app
     this.#registry = registry
+    this.#querysets = querysets
     this.#expiresAt = expiresAt
   }
 
@@ -151,14 +163,19 @@ export class SubscriptionAuthorizer {
       // the view is whatever the route answers this request (its own bytes): same route, URL and requester
       return { kind: 'refetch', route, url: request.url, requester, key: refetchViewKey(route, request.url, requester), lookupValue }
     }
-    let builder = route.queryset(request)
+    let builder = this.#querysets.builder(route, route.queryset, request)
+    let lookup: LookupFilter | undefined
     if (route.kind === 'retrieve') {
-      builder = builder.where(pkColumn(route), (request.params as Record<string, unknown>)[route.lookup] as Knex.Value)
+      const value = (request.params as Record<string, unknown>)[route.lookup] as Knex.Value
+      if (route.lookup === route.pk) builder = builder.where(pkColumn(route), value)
+      else lookup = { column: lookupColumn(route), value } // resolved to a pk in the model's queue (view.ts)
     }
     const { sql, bindings } = builder.toSQL()
     // taken once per route, from the route's own compiled response serializers
     route.serialize ??= rowSerializer(route.kind, route.response, reply)
-    return { kind: 'queryset', route, builder, serialize: route.serialize, key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
+    const view: AuthorizedView = { kind: 'queryset', route, builder, serialize: route.serialize, key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
+    if (lookup !== undefined) view.lookup = lookup
+    return view
   }
 }
 

@@ -183,7 +183,7 @@ export class SubscriptionManager {
   async #start (request: SubscribeRequest): Promise<Subscription> {
     const { view, rows } = await this.#read(request.view)
     if (view.single && rows.size === 0) {
-      throw new InstanceNotFoundError(view.route.model, view.route.pk, String(request.lookupValue))
+      throw new InstanceNotFoundError(view.route.model, view.route.lookup, String(request.lookupValue))
     }
     const subscription = new Subscription(request.id, request.subscriber, view, request.grant)
     this.#enter(subscription, view, rows)
@@ -194,6 +194,8 @@ export class SubscriptionManager {
 
   /** Reads a view whole, to follow it: the identical one already followed, if any, else this one. */
   async #read (candidate: ViewSource): Promise<{ view: ViewSource, rows: SerializedRows }> {
+    // before sharing: a lookup_field view is keyed by the row it finds (view.ts); none found, no rows
+    if (!await candidate.resolve()) return { view: candidate, rows: new Map() }
     const view = this.#views.get(candidate.route.model)?.get(candidate.key) ?? candidate
     const rows = await view.readAll()
     if (this.#leftOutRows(view)) {

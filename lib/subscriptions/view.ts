@@ -14,7 +14,7 @@ import type { ReadClock } from '../capture/local-sequence.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
-import type { AuthorizedView, Requester } from './authorizer.js'
+import type { AuthorizedView, LookupFilter, Requester } from './authorizer.js'
 import { arrayItemTexts, safeJson } from './json-text.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
@@ -37,7 +37,7 @@ export function refetchViewKey (route: RealtimeRoute, url: string, requester: Re
 /** The view an authorised subscription follows (replaced by an identical one already followed, if any). */
 export function viewOf (authorized: AuthorizedView, countQuery: () => void, fetch: RouteFetcher, clock: ReadClock): ViewSource {
   return authorized.kind === 'queryset'
-    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery, clock)
+    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery, clock, authorized.lookup)
     : new RefetchView(authorized.key, authorized.route, authorized.url, authorized.requester, fetch)
 }
 
@@ -58,7 +58,27 @@ export abstract class ViewSource {
   readonly subscriptions = new Set<Subscription>()
   /** Rows the last read left out because their primary key was NULL (registry/unkeyed-rows.ts). */
   unkeyedRows = 0
-  constructor (readonly key: string, readonly route: RealtimeRoute) {}
+  #key: string
+  constructor (key: string, readonly route: RealtimeRoute) {
+    this.#key = key
+  }
+
+  /** What the view is shared by; a lookup_field view re-keys itself by the row's pk when it resolves (QuerysetView). */
+  get key (): string {
+    return this.#key
+  }
+
+  protected rekey (key: string): void {
+    this.#key = key
+  }
+
+  /**
+   * Fixes what the view follows, inside the model's queue, before it is shared:
+   * false when there is nothing to follow (no row has the lookup value).
+   */
+  async resolve (): Promise<boolean> {
+    return true
+  }
 
   /** The whole view, now. */
   abstract readAll (): Promise<SerializedRows>
@@ -91,10 +111,13 @@ const CHUNK = 500
  * one `where pk in (…)` per view.
  */
 export class QuerysetView extends ViewSource {
-  readonly #builder: Knex.QueryBuilder
+  #builder: Knex.QueryBuilder
   /** The route's row serializer (the view key's route fixes it). */
   readonly #serializer: (row: Row) => string
-  readonly #lookupKey: string | undefined
+  /** For a retrieve: the primary key (as a key) of the one row it follows. */
+  #lookupKey: string | undefined
+  /** For a lookup_field retrieve not resolved yet: how to find its row. */
+  #lookup: LookupFilter | undefined
   readonly #countQuery: () => void
   readonly #clock: ReadClock
   /** null until compiled (on the first read), then the predicate or undefined. */
@@ -102,13 +125,36 @@ export class QuerysetView extends ViewSource {
   /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
   #readAt = 0
 
-  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock) {
+  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock, lookup?: LookupFilter) {
     super(key, route)
     this.#builder = builder
+    this.#lookup = lookup
     this.#serializer = serialize
     this.#lookupKey = lookupKey
     this.#countQuery = countQuery
     this.#clock = clock
+  }
+
+  /**
+   * A lookup_field retrieve finds its row by the lookup column once, then
+   * follows it by primary key (a rename of the lookup column is an UPDATED).
+   * Its key becomes the pk's, so a subscriber who asks for the old value after
+   * a rename finds no row (404, as REST) instead of joining the renamed one.
+   */
+  override async resolve (): Promise<boolean> {
+    const lookup = this.#lookup
+    if (lookup === undefined) return true
+    this.#countQuery()
+    const row = await this.#builder.clone().where(lookup.column, lookup.value).first() as Row | undefined
+    const pk = row?.[this.route.pk]
+    // a row without a usable key cannot be followed: the read below reports it (registry/unkeyed-rows.ts)
+    if (row === undefined) return false
+    this.#lookup = undefined
+    this.#builder = this.#builder.clone().where(pkColumn(this.route), pk as Knex.Value)
+    this.#lookupKey = keyOf(pk)
+    const { sql, bindings } = this.#builder.toSQL()
+    this.rekey(querysetViewKey(this.route, sql, bindings, this.#lookupKey))
+    return true
   }
 
   override get indexKey (): IndexKey | undefined {

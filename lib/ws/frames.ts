@@ -105,7 +105,7 @@ export function validateFrame (value: unknown): ClientFrame {
     if (!known.includes(String(field.split('.')[0]))) {
       throw new BadFrameError(`unknown field "${field}" in ${String(type)} frame (allowed: ${known.join(', ')})`)
     }
-    throw new BadFrameError(`invalid "${field}" in ${String(type)} frame: ${describeExpected(error.schema) ?? error.message.toLowerCase()}`)
+    throw new BadFrameError(`invalid "${field}" in ${String(type)} frame: ${describeExpected(error.schema, error.value) ?? error.message.toLowerCase()}`)
   }
   const frame = value as ClientFrame
   if (frame.type !== 'unsubscribe' && frame.path !== undefined) checkPath(frame.path, frame.type)
@@ -127,10 +127,22 @@ function checkPath (path: string, type: string): void {
   }
 }
 
-/** A union's alternatives in words ("expected one of …"), where TypeBox would only say "Expected union value". */
-function describeExpected (schema: TSchema): string | undefined {
+/** A union's alternatives, nested unions flattened (`pk: string | integer | null`). */
+function alternatives (schema: TSchema): TSchema[] {
   const options = (schema as { anyOf?: TSchema[] }).anyOf
-  if (options === undefined) return undefined
+  return options === undefined ? [schema] : options.flatMap(alternatives)
+}
+
+/** A union's alternatives in words ("expected one of …"), where TypeBox would only say "Expected union value". */
+export function describeExpected (schema: TSchema, value: unknown): string | undefined {
+  if ((schema as { anyOf?: TSchema[] }).anyOf === undefined) return undefined
+  const options = alternatives(schema)
+  // a string of the right type but the wrong length: say which bound it broke, not which types are allowed
+  if (typeof value === 'string') {
+    const bounds = options.find((option) => option.type === 'string') as { minLength?: number, maxLength?: number } | undefined
+    if (bounds?.maxLength !== undefined && value.length > bounds.maxLength) return `too long (at most ${bounds.maxLength} characters, got ${value.length})`
+    if (bounds?.minLength !== undefined && value.length < bounds.minLength) return 'must not be empty'
+  }
   const names = options.map((option) => 'const' in option ? JSON.stringify(option.const) : String(option.type))
   return `expected one of ${names.join(', ')}`
 }
