@@ -22,10 +22,10 @@ import { QuerysetCheck } from './registry/queryset-check.js'
 import { RouteRegistry } from './registry/route-registry.js'
 import { UnkeyedRows } from './registry/unkeyed-rows.js'
 import { createCounters } from './stats.js'
-import { SubscriptionAuthorizer, injectOptions, requesterOf } from './subscriptions/authorizer.js'
+import { SubscriptionAuthorizer, injectOptions, requesterOf, type AuthorizedView } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import { Revoker } from './subscriptions/revocation.js'
-import { viewOf, type RouteFetcher } from './subscriptions/view.js'
+import { viewOf, type RouteFetcher, type ViewSource } from './subscriptions/view.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
@@ -53,11 +53,13 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     const response = await app.inject(injectOptions('GET', url, requester))
     return { statusCode: response.statusCode, body: response.body }
   }
+  /** The one way an authorised subscription becomes a view: sockets, channels-api and re-checks alike. */
+  const view = (authorized: AuthorizedView): ViewSource => viewOf(authorized, countQuery, fetchRoute, manager.clock)
   const revoker = new Revoker({
     authorizer,
     manager,
     log: app.log,
-    view: (authorization) => viewOf(authorization, countQuery, fetchRoute, manager.clock),
+    view,
     every: options.reauthorizeEvery
   })
   manager.watch(revoker)
@@ -132,8 +134,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     manager,
     authorizer,
     revoker,
-    countQuery,
-    fetchRoute
+    view
   }
   // channels-api frames ({ stream, payload }) share the socket and its connection state
   const channels = new ChannelsAdapter(ctx)

@@ -573,8 +573,7 @@ t.test('a drained socket resyncs its stale channels-api subscriptions', async (t
       resync: (subscription: unknown) => { resynced.push(subscription) },
       unsubscribe: (subscription: unknown) => { unsubscribed.push(subscription) }
     },
-    countQuery: () => {},
-    fetchRoute: async () => ({ statusCode: 200, body: '[]' })
+    view: () => ({})
   } as unknown as ConnectionContext
   const replies: string[] = []
   const connection = { requester: { headers: {}, remoteAddress: undefined }, subscriptionCount: 0, closed: false, reply: (frame: string) => { replies.push(frame) }, send: () => true } as unknown as Connection

@@ -13,7 +13,6 @@ import type { RealtimeRoute } from '../registry/route-registry.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
 import { lastFieldText } from '../subscriptions/frames-out.js'
 import { arrayItemTexts, memberText } from '../subscriptions/json-text.js'
-import { viewOf } from '../subscriptions/view.js'
 import type { Connection, ConnectionContext, ConnectionExtra } from '../ws/connection.js'
 import { answerFrame, echoOf, eventFrame, isChannelsFrame, validateChannelsFrame, type Answer, type ChannelsPayload, type Echo, type Pk } from './frames.js'
 import { channelsHeaders } from './permissions.js'
@@ -193,11 +192,11 @@ export class ChannelsSession implements ConnectionExtra {
   }
 
   async #start (resource: Resource, action: string, pk: Pk | undefined, url: string, acknowledged: () => void): Promise<Subscription> {
-    const { authorizer, countQuery, fetchRoute, manager, revoker } = this.#ctx
+    const { authorizer, manager, revoker, view: viewFor } = this.#ctx
     const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
     const generation = revoker.generation
     const authorized = await authorizer.authorize(url, requester)
-    const view = viewOf(authorized, countQuery, fetchRoute, manager.clock)
+    const view = viewFor(authorized)
     const subscriber = new EventSubscriber(this.#connection, {
       stream: resource.stream,
       action,

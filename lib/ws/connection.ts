@@ -17,11 +17,11 @@ import {
 } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
-import { injectOptions, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
+import { injectOptions, type AuthorizedView, type Credentials, type Requester, type SubscriptionAuthorizer } from '../subscriptions/authorizer.js'
 import type { SubscriptionManager } from '../subscriptions/manager.js'
 import type { Revoker } from '../subscriptions/revocation.js'
 import type { Subscriber, Subscription } from '../subscriptions/subscription.js'
-import { viewOf, type RouteFetcher } from '../subscriptions/view.js'
+import type { ViewSource } from '../subscriptions/view.js'
 import { frameIdOf, parseJson, validateFrame, wellFormed, type RequestFrame, type SubscribeFrame, type UnsubscribeFrame } from './frames.js'
 
 /** What every connection shares. */
@@ -34,8 +34,8 @@ export interface ConnectionContext {
   authorizer: SubscriptionAuthorizer
   /** Re-runs subscriptions' checks later (revocation, expiry). */
   revoker: Pick<Revoker, 'generation' | 'grant'>
-  fetchRoute: RouteFetcher
-  countQuery: () => void
+  /** The view an authorised subscription follows (subscriptions/view.ts viewOf, wired once in index.ts). */
+  view: (authorized: AuthorizedView) => ViewSource
   /** Extra frame shapes (the channels-api adapter): the work of serving the frame when it took it, else undefined. */
   extraFrame?: (connection: Connection, value: unknown) => Promise<void> | undefined
 }
@@ -270,7 +270,7 @@ export class Connection implements Subscriber {
     const request: Parameters<SubscriptionManager['subscribe']>[0] = {
       id: frame.id,
       subscriber: this,
-      view: viewOf(authorized, this.#ctx.countQuery, this.#ctx.fetchRoute, this.#ctx.manager.clock),
+      view: this.#ctx.view(authorized),
       snapshot: frame.snapshot === true,
       grant: revoker.grant({
         id: frame.id, protocol: 'native', url, socket: this.requester, requester: this.requester, authorization: authorized, generation,
