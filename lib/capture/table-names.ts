@@ -28,7 +28,7 @@ export interface AliasedTableRef extends TableRef {
 
 /**
  * The one reading of a table string, as Knex reads it (wrappingFormatter.js
- * `wrapString`, the same in 3.0.0 and 3.3.0): an alias after the first ` as `
+ * `wrapString`, the same in 3.0.1 and 3.3.0): an alias after the first ` as `
  * (one space either side, any case), then schema and table split at dots, each
  * trimmed. `tasks t` is one name (Knex quotes it whole), so is `tasks\tas t`.
  * One more step than Knex: a segment's surrounding quotes are dropped, so a

@@ -7,7 +7,7 @@
  * Knex has no hooks for "which table does this builder write" nor "run this
  * statement and tell me its rows", so the capture and the evaluator read the
  * builder's record of itself and wrap the client. Each access says what it is,
- * why it is needed and the Knex versions it was checked on: 3.0.0 and 3.3.0
+ * why it is needed and the Knex versions it was checked on: 3.0.1 and 3.3.0
  * (the oldest and newest 3.x; CI runs the capture and evaluator tests on both,
  * see scripts/knex-versions.js). A new Knex release that moves one of these
  * breaks here, in one file.
@@ -58,7 +58,7 @@ export interface BuilderParts {
 }
 
 /**
- * The builder fields read here (knex/lib/query/querybuilder.js, 3.0.0 and 3.3.0):
+ * The builder fields read here (knex/lib/query/querybuilder.js, 3.0.1 and 3.3.0):
  * - `_method`: what the builder will run, set by select/insert/update/del/truncate/first…;
  * - `_single`: table, schema and the other one-value parts (see BuilderSingle);
  * - `_statements`: the list of clauses, in call order;
@@ -71,7 +71,7 @@ interface BuilderInternals {
   client: ClientInternals
 }
 
-/** The client fields and methods read or wrapped here (knex/lib/client.js and dialects/, 3.0.0 and 3.3.0). */
+/** The client fields and methods read or wrapped here (knex/lib/client.js and dialects/, 3.0.1 and 3.3.0). */
 interface ClientInternals {
   /** 'postgresql', 'sqlite3', 'mysql'…: set on each dialect's prototype (typed, not documented). */
   dialect?: string
@@ -130,7 +130,7 @@ export function partsOf (builder: Knex.QueryBuilder): BuilderParts {
 /**
  * The clauses a `where(callback)` group stands for. Knex files a function as a
  * `whereWrapped` statement and, each time it compiles, calls it on a fresh
- * builder of the same client (querycompiler.js `whereWrapped`); so does this.
+ * builder of the same client (formatterUtils.js `compileCallback`); so does this.
  */
 export function statementsOfGroup (builder: Knex.QueryBuilder, callback: unknown): readonly BuilderStatement[] {
   const inner = builderOf(builder).client.queryBuilder()
@@ -179,7 +179,7 @@ export interface Interception<Tag> {
  * Wraps one Knex client's `runner` and `query`, without touching the Knex class
  * or other instances: the client gets a prototype of its own. Knex builds a
  * transaction's client with `Object.create(client.constructor.prototype)`
- * (execution/transaction.js `makeTxClient`, 3.0.0 and 3.3.0) and reads nothing
+ * (execution/transaction.js `makeTxClient`, 3.0.1 and 3.3.0) and reads nothing
  * else of `constructor`, so the own prototype's `constructor` is `{ prototype }`
  * and transactions are wrapped too. Returns the function that puts the
  * client's prototype back.
