@@ -114,7 +114,7 @@ export class KnexCapture {
     this.#targets.add(target)
     return () => {
       if (!this.#targets.delete(target) || this.#targets.size > 0) return
-      this.#uninstall?.()
+      ;(this.#uninstall as () => void)()
       delete (clientOf(this.#knex) as CapturedClient)[kCapture]
     }
   }

@@ -145,8 +145,7 @@ export function clientOf (source: Knex | Knex.QueryBuilder): object {
 
 /** The dialect name of a client ('postgresql', 'sqlite3'…), undefined for something that is not one. */
 export function dialectName (client: unknown): string | undefined {
-  const dialect = (client as Partial<ClientInternals> | null | undefined)?.dialect
-  return typeof dialect === 'string' ? dialect : undefined
+  return (client as Partial<ClientInternals>).dialect
 }
 
 /** A PostgreSQL client's `searchPath` option (a string, an array, or undefined). */
