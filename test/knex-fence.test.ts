@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import type { Knex } from 'knex'
 import { TableNames, builderTableRef, parseTableRef, type AliasedTableRef } from '../lib/capture/table-names.js'
 import { compileQueryset } from '../lib/matcher/evaluator.js'
-import { partsOf } from '../lib/knex/internals.js'
+import { isQueryBuilder, partsOf } from '../lib/knex/internals.js'
 import { KNEX_VERSION, createTasksTable, knex, sqlite, uniqueName } from './helpers/db.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -77,6 +77,14 @@ t.test('one table-name reading, the one Knex has', async (t) => {
     t.same(ref, expected, name)
     if (ref !== undefined) t.equal(builder.toSQL().sql, from(ref), `${name}: what Knex ${KNEX_VERSION} writes`)
   }
+
+  t.ok(isQueryBuilder(db('tasks')), 'a builder is told by its record of itself')
+  t.notOk(isQueryBuilder(db.raw('select 1')), 'a raw query is not a builder')
+  t.same(partsOf(db('tasks').where('id', 1).update({ title: 'x' })), {
+    method: 'update',
+    single: { table: 'tasks', only: false, update: { title: 'x' } },
+    statements: [{ grouping: 'where', type: 'whereBasic', column: 'id', operator: '=', value: 1, not: false, bool: 'and', asColumn: false }]
+  }, `the builder parts lib/ reads, as Knex ${KNEX_VERSION} records them`)
 
   t.same(parseTableRef('"audit"."Tasks" as "t"'), { schema: 'audit', name: 'Tasks', alias: 't' }, 'quotes dropped (a route model may be written quoted)')
   t.equal(parseTableRef('audit.'), undefined, 'an empty part')
