@@ -9,15 +9,20 @@
  * - one is missing locally: say which and why, then run tap without failing on
  *   incomplete coverage (the report still shows what was not covered).
  *
- * Arguments are passed to tap: `npm test -- test/client.test.ts`.
+ * Then, for a whole run only, a second pass: the Knex fence's tests on the
+ * oldest Knex 3.x (scripts/knex-versions.js).
+ *
+ * Arguments are passed to tap: `npm test -- test/client.test.ts` (no second pass).
  */
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
+import { runOnOldestKnex } from './knex-versions.js'
 import { checkServices } from './services.js'
 
 const args = process.argv.slice(2)
+const whole = args.length === 0
 const failures = await checkServices()
 if (failures.length > 0) {
   for (const failure of failures) console.error(`error: ${failure}`)
@@ -38,7 +43,9 @@ const tapPackage = require.resolve('tap/package.json')
 const bin = JSON.parse(readFileSync(tapPackage, 'utf8')).bin
 const tap = join(dirname(tapPackage), typeof bin === 'string' ? bin : bin.tap)
 const child = spawn(process.execPath, [tap, ...args], { stdio: 'inherit' })
-child.on('exit', (code, signal) => {
+child.on('exit', async (code, signal) => {
   if (failures.length > 0 && !process.env.CI) console.error(`\nnote: ran without the coverage gate (${failures.length === 1 ? 'a server is' : 'servers are'} missing; see above)`)
-  process.exit(code ?? (signal === null ? 1 : 128))
+  const status = code ?? (signal === null ? 1 : 128)
+  if (status !== 0 || !whole) process.exit(status)
+  process.exit(await runOnOldestKnex(tap))
 })

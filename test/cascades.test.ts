@@ -7,10 +7,10 @@
  */
 import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
-import knex, { type Knex } from 'knex'
+import type { Knex } from 'knex'
 import restLive from '../lib/index.js'
 import { collectingLogger, type LogLine } from './helpers/app.js'
-import { postgres, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
+import { knex, postgres, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
 import { told } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 

@@ -7,11 +7,11 @@
  */
 import t, { type Test } from 'tap'
 import Fastify from 'fastify'
-import knex, { type Knex } from 'knex'
+import type { Knex } from 'knex'
 import { TableNames } from '../lib/capture/table-names.js'
 import restLive from '../lib/index.js'
 import { buildTasksApp, type LogLine } from './helpers/app.js'
-import { DATABASE_URL, connect, createTasksTable, postgresAvailable, uniqueName } from './helpers/db.js'
+import { DATABASE_URL, connect, createTasksTable, knex, postgresAvailable, uniqueName } from './helpers/db.js'
 import { task, told } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 

@@ -3,10 +3,10 @@
  * they touched, and hands them over once committed.
  *
  * Knex has no model hooks and its events cannot tell commit from rollback, so
- * the capture sits where every statement passes: the client's `query` method.
- * It is installed by giving this one Knex client a prototype of its own (Knex
- * builds transaction clients from `client.constructor.prototype`), so other
- * Knex instances in the process are untouched and uninstalling restores it.
+ * the capture sits where every statement passes: the client's `query` method,
+ * wrapped for this one Knex client only (lib/knex/internals.ts, the one place
+ * that touches Knex's internals), so other Knex instances in the process are
+ * untouched and uninstalling restores it.
  *
  * One capture per Knex instance, shared by every registration of the plugin
  * that uses it (a public and an admin socket in two encapsulated contexts):
@@ -17,12 +17,12 @@
  */
 import type { Knex } from 'knex'
 import { KnexCapturedElsewhereError } from '../errors.js'
+import { changedCount, clientOf, commandOf, dialectName, interceptClient, responseRows, searchPathOf, withoutReturnedRows, type BuilderParts, type ClientCall, type QueryObject } from '../knex/internals.js'
 import type { Row, WriteOp } from '../types.js'
 import { LocalSequence, type CommitWindow } from './local-sequence.js'
 import { TableNames } from './table-names.js'
 import { TransactionLog, classifyStatement, type CapturedWrite, type ControlStatement, type SavepointDialect } from './transaction-log.js'
 
-const kWrite = Symbol('fastify-rest-live.write')
 /**
  * Where a Knex client keeps its capture: a property of the client object
  * itself, so the capture lives exactly as long as the Knex instance and no
@@ -64,31 +64,9 @@ interface WriteTag extends PendingWrite {
 
 type Dialect = 'postgresql' | 'sqlite' | 'unsupported'
 
-interface CompiledQuery {
-  sql: string
-  bindings?: unknown[]
-  method?: string
-  returning?: unknown
-  response?: unknown
-  context?: { lastID?: unknown, changes?: number }
-  [kWrite]?: WriteTag
-}
-
-/** The parts of Knex's (untyped) client and builder internals the capture touches. */
-interface KnexClientInternals {
-  dialect?: string
-  searchPath?: unknown
-  query: (this: KnexClientInternals, connection: object, query: CompiledQuery | string) => Promise<CompiledQuery>
-  runner: (this: KnexClientInternals, builder: BuilderInternals) => RunnerInternals
-  _query: (this: KnexClientInternals, connection: object, query: CompiledQuery) => Promise<CompiledQuery>
+/** Where the capture lives on a Knex client (see kCapture). */
+interface CapturedClient {
   [kCapture]?: unknown
-}
-interface BuilderInternals {
-  _method?: string
-  _single: { table?: unknown, schema?: unknown, update?: unknown, counter?: unknown, onConflict?: unknown, merge?: unknown }
-}
-interface RunnerInternals {
-  query: (query: CompiledQuery) => Promise<unknown>
 }
 
 const writeOps: Record<string, WriteOp> = { insert: 'insert', update: 'update', del: 'delete', truncate: 'delete' }
@@ -99,68 +77,56 @@ export class KnexCapture {
   /** How tables of this Knex instance are named (see table-names.ts). */
   readonly names: TableNames
   readonly dialect: Dialect
-  readonly #client: KnexClientInternals
-  readonly #original: KnexClientInternals
+  readonly #knex: Knex
   readonly #log: TransactionLog
   readonly #targets = new Set<CaptureTarget>()
+  /** Puts the client back as it was; set while some target is attached. */
+  #uninstall: (() => void) | undefined
 
   /** The capture of this Knex instance, made on first use. */
   static of (knex: Knex): KnexCapture {
-    const client = knex.client as unknown as KnexClientInternals
+    const client = clientOf(knex) as CapturedClient
     const existing = client[kCapture]
     if (existing instanceof KnexCapture) return existing
     if (existing !== undefined) throw new KnexCapturedElsewhereError()
-    const capture = new KnexCapture(client)
+    const capture = new KnexCapture(knex)
     Object.defineProperty(client, kCapture, { value: capture, configurable: true, enumerable: false, writable: false })
     return capture
   }
 
-  private constructor (client: KnexClientInternals) {
-    this.#client = client
-    this.#original = Object.getPrototypeOf(client) as KnexClientInternals
-    const dialect = client.dialect
+  private constructor (knex: Knex) {
+    this.#knex = knex
+    const client = clientOf(knex)
+    const dialect = dialectName(client)
     this.dialect = dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : 'unsupported'
-    this.names = TableNames.of(client)
+    this.names = TableNames.of({ dialect, searchPath: searchPathOf(client) })
     this.#log = new TransactionLog((writes, window) => { this.#committed(writes, window) })
   }
 
   /** Starts handing `target` every committed write it is interested in; returns the function that stops it. */
   attach (target: CaptureTarget): () => void {
-    if (this.#targets.size === 0) this.#install()
+    if (this.#targets.size === 0) {
+      this.#uninstall = interceptClient<WriteTag>(this.#knex, {
+        tag: (builder) => this.#tagWrite(builder),
+        query: async (connection, query, tag, call) => await this.#query(connection, query, tag, call)
+      })
+    }
     this.#targets.add(target)
     return () => {
       if (!this.#targets.delete(target) || this.#targets.size > 0) return
-      Object.setPrototypeOf(this.#client, this.#original)
-      delete this.#client[kCapture]
+      ;(this.#uninstall as () => void)()
+      delete (clientOf(this.#knex) as CapturedClient)[kCapture]
     }
   }
 
-  #install (): void {
-    const capture = this
-    const original = this.#original
-    const prototype = Object.create(original) as KnexClientInternals & { constructor: unknown }
-    // Knex only reads `client.constructor.prototype` (to build transaction clients)
-    prototype.constructor = { prototype }
-
-    prototype.runner = function runner (builder) {
-      const runner = original.runner.call(this, builder)
-      capture.#tagWrite(runner, builder)
-      return runner
-    }
-    prototype.query = function query (connection, compiled) {
-      return capture.#query(this, connection, compiled)
-    }
-    Object.setPrototypeOf(this.#client, prototype)
-  }
-
-  /** Marks the compiled queries of a write some target needs so `#query` can capture it. */
-  #tagWrite (runner: RunnerInternals, builder: BuilderInternals): void {
-    const method = builder._method
+  /** The tag of a write some target needs, so `#query` captures its statements; undefined for the rest. */
+  #tagWrite (builder: BuilderParts): WriteTag | undefined {
+    const method = builder.method
     const op = method === undefined ? undefined : writeOps[method]
-    if (op === undefined) return
-    const single = builder._single
+    if (op === undefined) return undefined
+    const single = builder.single
     const table = this.names.ofBuilder(single)
-    if (table === undefined) return
+    if (table === undefined) return undefined
     // an upsert may update the rows it conflicts with (its columns are not read: any ON UPDATE action counts)
     const updates = op === 'update' || (single.onConflict !== undefined && single.merge !== undefined)
     const set = op === 'update' ? single.update ?? single.counter : undefined
@@ -173,25 +139,19 @@ export class KnexCapture {
       rows ||= interest === 'rows'
       changes ||= interest === 'changes'
     }
-    if (!rows && !changes) return
-    const tag: WriteTag = { ...pending, rows, opaque: method === 'truncate' }
-    const query = runner.query
-    runner.query = function taggedQuery (compiled) {
-      if (typeof compiled === 'object' && compiled !== null) compiled[kWrite] = tag
-      return query.call(this, compiled)
-    }
+    if (!rows && !changes) return undefined
+    return { ...pending, rows, opaque: method === 'truncate' }
   }
 
-  async #query (client: KnexClientInternals, connection: object, compiled: CompiledQuery | string): Promise<CompiledQuery> {
-    const original = this.#original
-    if (typeof compiled === 'object' && compiled[kWrite]) return await this.#write(client, connection, compiled)
+  async #query (connection: object, compiled: QueryObject | string, tag: WriteTag | undefined, call: ClientCall): Promise<QueryObject> {
+    if (tag !== undefined) return await this.#write(connection, compiled as QueryObject, tag, call)
     const sql = typeof compiled === 'string' ? compiled : compiled.sql
     const statement = classifyStatement(sql, savepointDialect[this.dialect])
-    if (statement === undefined) return await original.query.call(client, connection, compiled)
+    if (statement === undefined) return await call.run(compiled)
     const sentAt = this.sequence.tick()
-    let result: CompiledQuery
+    let result: QueryObject
     try {
-      result = await original.query.call(client, connection, compiled)
+      result = await call.run(compiled)
     } catch (err) {
       // a failed COMMIT ends a PostgreSQL transaction, while SQLite may keep it open (a deferred
       // foreign key still violated, a busy database): better-sqlite3 says which
@@ -209,15 +169,13 @@ export class KnexCapture {
    * asked for no RETURNING, one is added and the response is put back into the
    * shape Knex expects, so the caller sees exactly what it would have.
    */
-  async #write (client: KnexClientInternals, connection: object, compiled: CompiledQuery): Promise<CompiledQuery> {
-    const original = this.#original
-    const tag = compiled[kWrite] as WriteTag
+  async #write (connection: object, compiled: QueryObject, tag: WriteTag, call: ClientCall): Promise<QueryObject> {
     const write = (rows: Row[] | null): CapturedWrite => ({ table: tag.table, op: tag.op, rows, columns: tag.columns, updates: tag.updates })
     const sentAt = this.sequence.tick()
 
     if (!tag.rows || tag.opaque || this.dialect === 'unsupported') {
       // run as written: the rows are unknown, at most how many changed
-      const result = await original.query.call(client, connection, compiled)
+      const result = await call.run(compiled)
       const window = { sentAt, receivedAt: this.sequence.tick() }
       if (tag.opaque || changedCount(result) !== 0) this.#log.record(connection, write(null), window)
       return result
@@ -227,29 +185,23 @@ export class KnexCapture {
     const userReturning = compiled.returning !== undefined && compiled.returning !== null &&
       !(this.dialect === 'sqlite' && tag.op === 'delete')
     if (userReturning) {
-      const result = await original.query.call(client, connection, compiled)
+      const result = await call.run(compiled)
       const window = { sentAt, receivedAt: this.sequence.tick() }
-      const rows = responseRows(result)
+      const rows = responseRows<Row>(result)
       if (rows.length > 0) this.#log.record(connection, write(rows), window)
       return result
     }
 
     compiled.sql = `${compiled.sql} returning *`
-    const result = await original.query.call(client, connection, compiled)
+    const result = await call.run(compiled)
     const window = { sentAt, receivedAt: this.sequence.tick() }
-    const rows = responseRows(result)
-    if (this.dialect === 'postgresql') {
-      // without RETURNING, pg would have sent no rows; rowCount is unchanged
-      (result.response as { rows: Row[] }).rows = []
-    } else {
-      let lastID: unknown = 0
-      if (tag.op === 'insert') {
-        const last = await original._query.call(client, connection, { sql: 'select last_insert_rowid() as id', bindings: [] })
-        lastID = (last.response as Array<{ id: unknown }>)[0]?.id
-      }
-      result.response = { changes: rows.length, lastInsertRowid: lastID }
-      result.context = { lastID, changes: rows.length }
+    const rows = responseRows<Row>(result)
+    let lastID: unknown = 0
+    if (this.dialect === 'sqlite' && tag.op === 'insert') {
+      const last = await call.direct('select last_insert_rowid() as id')
+      lastID = responseRows<{ id: unknown }>(last)[0]?.id
     }
+    withoutReturnedRows(result, this.dialect, rows.length, lastID)
     if (rows.length > 0) this.#log.record(connection, write(rows), window)
     return result
   }
@@ -284,21 +236,4 @@ function coalesce (writes: CapturedWrite[]): CapturedWrite[] {
     }
   }
   return out
-}
-
-/** The rows of a RETURNING answer: an array from SQLite, a result with `rows` from pg. */
-function responseRows (result: CompiledQuery): Row[] {
-  const response = result.response
-  return Array.isArray(response) ? response as Row[] : (response as { rows: Row[] }).rows
-}
-
-/** How many rows a write changed, when the driver says (pg's rowCount, better-sqlite3's changes). */
-function changedCount (result: CompiledQuery): number | undefined {
-  const response = result.response as { rowCount?: number | null, changes?: number } | Row[]
-  return Array.isArray(response) ? response.length : response.rowCount ?? response.changes
-}
-
-/** The command tag of a pg answer (`COMMIT`, `ROLLBACK`); undefined for SQLite. */
-function commandOf (result: CompiledQuery): unknown {
-  return (result.response as { command?: unknown } | undefined)?.command
 }

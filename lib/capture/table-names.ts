@@ -21,13 +21,64 @@ export interface TableRef {
   name: string
 }
 
-/** `'audit.tasks as t'` → `{ schema: 'audit', name: 'tasks' }`; quotes are dropped. */
-export function parseTableRef (table: string): TableRef | undefined {
-  // knex reads an alias after ` as ` (any case)
-  const name = (table.split(/\s+as\s+/i)[0] as string).trim()
-  const parts = name.split('.').map((part) => part.replace(/^["`[]|["`\]]$/g, ''))
+/** A table as a query names it: the table, and the name its columns are qualified with when it is aliased. */
+export interface AliasedTableRef extends TableRef {
+  alias: string | undefined
+}
+
+/**
+ * The one reading of a table string, as Knex reads it (wrappingFormatter.js
+ * `wrapString`, the same in 3.0.1 and 3.3.0): an alias after the first ` as `
+ * (one space either side, any case), then schema and table split at dots, each
+ * trimmed. `tasks t` is one name (Knex quotes it whole), so is `tasks\tas t`.
+ * One more step than Knex: a segment's surrounding quotes are dropped, so a
+ * route's model may be written `"audit"."tasks"`.
+ *
+ *   'audit.tasks as t'  → { schema: 'audit', name: 'tasks', alias: 't' }
+ *   '"public"."Tasks"'  → { schema: 'public', name: 'Tasks', alias: undefined }
+ *   'a.b.c', 'audit.'   → undefined (not a table Knex can name)
+ */
+export function parseTableRef (table: string): AliasedTableRef | undefined {
+  const as = aliasSeparator(table)
+  const name = as === -1 ? table : table.slice(0, as)
+  const alias = as === -1 ? undefined : unquote(table.slice(as + 4).trim())
+  const parts = name.split('.').map((part) => unquote(part.trim()))
   if (parts.length > 2 || parts.some((part) => part === '')) return undefined
-  return parts.length === 2 ? { schema: parts[0], name: parts[1] as string } : { schema: undefined, name: parts[0] as string }
+  return parts.length === 2
+    ? { schema: parts[0], name: parts[1] as string, alias }
+    : { schema: undefined, name: parts[0] as string, alias }
+}
+
+/**
+ * The table a builder names (Knex's `table` and `withSchema`, see
+ * lib/knex/internals.ts): a string, or an object `{ alias: 'table' }` with one
+ * entry; undefined for a subquery, a raw, several tables, or a name Knex
+ * cannot take. `withSchema('audit')` qualifies a bare name.
+ */
+export function builderTableRef (single: { table?: unknown, schema?: unknown }): AliasedTableRef | undefined {
+  let table = single.table
+  let objectAlias: string | undefined
+  if (table !== null && typeof table === 'object' && !Array.isArray(table) && Object.getPrototypeOf(table) === Object.prototype) {
+    const entries = Object.entries(table)
+    if (entries.length !== 1) return undefined
+    ;[objectAlias, table] = entries[0] as [string, unknown]
+  }
+  if (typeof table !== 'string') return undefined
+  const ref = parseTableRef(table)
+  if (ref === undefined) return undefined
+  return {
+    schema: ref.schema ?? (typeof single.schema === 'string' ? single.schema : undefined),
+    name: ref.name,
+    alias: objectAlias ?? ref.alias
+  }
+}
+
+function aliasSeparator (table: string): number {
+  return table.toLowerCase().indexOf(' as ')
+}
+
+function unquote (part: string): string {
+  return part.replace(/^["`[]|["`\]]$/g, '')
 }
 
 export class TableNames {
@@ -61,21 +112,10 @@ export class TableNames {
     return ref === undefined ? undefined : this.key(ref)
   }
 
-  /**
-   * The key of the table a query builder writes: its `table` (a string, or an
-   * object `{ alias: 'table' }`) and its `withSchema`.
-   */
+  /** The key of the table a query builder writes (see builderTableRef). */
   ofBuilder (single: { table?: unknown, schema?: unknown }): string | undefined {
-    let table = single.table
-    if (table !== null && typeof table === 'object' && !Array.isArray(table) && Object.getPrototypeOf(table) === Object.prototype) {
-      const values = Object.values(table)
-      table = values.length === 1 ? values[0] : undefined
-    }
-    if (typeof table !== 'string') return undefined
-    const ref = parseTableRef(table)
-    if (ref === undefined) return undefined
-    // withSchema('audit') qualifies a bare name
-    return this.key({ schema: ref.schema ?? (typeof single.schema === 'string' ? single.schema : undefined), name: ref.name })
+    const ref = builderTableRef(single)
+    return ref === undefined ? undefined : this.key(ref)
   }
 
   /** The parts of a key: `audit.tasks` → audit, tasks; `tasks` → the default schema, tasks. */

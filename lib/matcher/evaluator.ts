@@ -13,6 +13,8 @@
  * for these operands): a row the predicate cannot decide goes to the database.
  */
 import type { Knex } from 'knex'
+import { builderTableRef } from '../capture/table-names.js'
+import { partsOf, statementsOfGroup, type BuilderParts, type BuilderStatement } from '../knex/internals.js'
 import type { Row } from '../types.js'
 import { tableSchema, type ColumnInfo, type CompareMode, type Dialect, type TableSchema } from './schema.js'
 
@@ -43,25 +45,6 @@ export interface Matcher {
   index: IndexKey | undefined
 }
 
-interface Statement {
-  grouping?: string
-  type?: string
-  column?: unknown
-  operator?: unknown
-  value?: unknown
-  not?: boolean
-  bool?: string
-  asColumn?: boolean
-  distinct?: unknown
-}
-
-interface BuilderInternals {
-  _method?: string
-  _single: Record<string, unknown>
-  _statements: Statement[]
-  client: { queryBuilder: () => BuilderInternals }
-}
-
 class Unsupported extends Error {}
 
 interface Context {
@@ -69,7 +52,8 @@ interface Context {
   columns: Map<string, ColumnInfo>
   /** Names a column may be qualified with: the table and its alias. */
   qualifiers: Set<string>
-  client: BuilderInternals['client']
+  /** The queryset: where(callback) groups are compiled on a fresh builder of its client. */
+  builder: Knex.QueryBuilder
 }
 
 /** A leaf that may index the view: `column = value` or `column in (…)`, not negated. */
@@ -90,21 +74,21 @@ interface Compiled {
  * once (cached).
  */
 export async function compileQueryset (builder: Knex.QueryBuilder, model: string, pk: string): Promise<Matcher | undefined> {
-  const internals = builder as unknown as BuilderInternals
-  const table = tableOf(internals, model)
+  const table = tableOf(partsOf(builder), model)
   if (table === undefined) return undefined
   const schema = await tableSchema(builder, model)
   if (schema === undefined) return undefined
-  return compileWith(internals, schema, table.qualifiers, pk)
+  return compileWith(builder, schema, table.qualifiers, pk)
 }
 
 /** Compiles against a known schema (synchronous; exported for tests). */
-export function compileWith (builder: BuilderInternals, schema: TableSchema, qualifiers: Set<string>, pk: string): Matcher | undefined {
-  const ctx: Context = { dialect: schema.dialect, columns: schema.columns, qualifiers, client: builder.client }
+export function compileWith (builder: Knex.QueryBuilder, schema: TableSchema, qualifiers: Set<string>, pk: string): Matcher | undefined {
+  const ctx: Context = { dialect: schema.dialect, columns: schema.columns, qualifiers, builder }
+  const { statements } = partsOf(builder)
   let compiled: Compiled | undefined
   try {
-    if (!selectsWholeRows(builder._statements, qualifiers)) return undefined
-    compiled = compileWhere(builder._statements, ctx)
+    if (!selectsWholeRows(statements, qualifiers)) return undefined
+    compiled = compileWhere(statements, ctx)
   } catch (err) {
     if (err instanceof Unsupported) return undefined
     throw err
@@ -127,19 +111,23 @@ export function compileWith (builder: BuilderInternals, schema: TableSchema, qua
   }
 }
 
-/** `tasks`, `tasks as t`: the queryset reads the model's table, under these names. */
-function tableOf (builder: BuilderInternals, model: string): { qualifiers: Set<string> } | undefined {
-  if (builder._method !== 'select') return undefined
-  for (const [key, value] of Object.entries(builder._single)) {
-    // limit, offset, lock, counter, only…: not a plain filter
+/**
+ * `tasks`, `tasks as t`, `{ t: 'tasks' }`: the queryset reads the model's table
+ * (unqualified, spelled as the model is), under these names; read as the
+ * capture reads a write's table (table-names.ts).
+ */
+function tableOf (builder: BuilderParts, model: string): { qualifiers: Set<string> } | undefined {
+  if (builder.method !== 'select') return undefined
+  for (const [key, value] of Object.entries(builder.single)) {
+    // limit, offset, lock, counter, only, withSchema…: not a plain filter
     if (key !== 'table' && !(key === 'only' && value === false)) return undefined
   }
-  const match = typeof builder._single.table === 'string' ? /^\s*(\w+)(?:\s+as\s+(\w+))?\s*$/i.exec(builder._single.table) : null
-  if (match === null || match[1] !== model) return undefined
-  return { qualifiers: new Set(match[2] === undefined ? [model] : [match[2]]) }
+  const ref = builderTableRef(builder.single)
+  if (ref === undefined || ref.schema !== undefined || ref.name !== model) return undefined
+  return { qualifiers: new Set([ref.alias ?? model]) }
 }
 
-function selectsWholeRows (statements: Statement[], qualifiers: Set<string>): boolean {
+function selectsWholeRows (statements: readonly BuilderStatement[], qualifiers: Set<string>): boolean {
   for (const statement of statements) {
     if (statement.grouping === 'where' || statement.grouping === 'order') continue
     if (statement.grouping !== 'columns' || Object.keys(statement).length !== 2 || !Array.isArray(statement.value)) return false
@@ -151,7 +139,7 @@ function selectsWholeRows (statements: Statement[], qualifiers: Set<string>): bo
 }
 
 /** The where clauses, in knex's order and with SQL precedence (and before or, no parentheses added). */
-function compileWhere (statements: Statement[], ctx: Context): Compiled | undefined {
+function compileWhere (statements: readonly BuilderStatement[], ctx: Context): Compiled | undefined {
   const groups: Compiled[][] = []
   for (const statement of statements) {
     if (statement.grouping !== 'where') continue
@@ -166,15 +154,14 @@ function compileWhere (statements: Statement[], ctx: Context): Compiled | undefi
   return { node: or(ors.map((c) => c.node)), equalities: [] }
 }
 
-function compileStatement (statement: Statement, ctx: Context): Compiled | undefined {
+function compileStatement (statement: BuilderStatement, ctx: Context): Compiled | undefined {
   let compiled: Compiled
   switch (statement.type) {
     case 'whereWrapped': {
       // knex only files functions as whereWrapped, and compiles a callback by calling it on a fresh builder, every time: so does this
-      const inner = ctx.client.queryBuilder()
-      ;(statement.value as (this: unknown, b: unknown) => void).call(inner, inner)
-      if (inner._statements.some((s) => s.grouping !== 'where')) throw new Unsupported()
-      const group = compileWhere(inner._statements, ctx)
+      const inner = statementsOfGroup(ctx.builder, statement.value)
+      if (inner.some((s) => s.grouping !== 'where')) throw new Unsupported()
+      const group = compileWhere(inner, ctx)
       if (group === undefined) return undefined
       compiled = group
       break
@@ -204,7 +191,7 @@ function compileStatement (statement: Statement, ctx: Context): Compiled | undef
 
 const operators = new Set(['=', '<>', '!=', '<', '<=', '>', '>='])
 
-function basic (statement: Statement, ctx: Context): Compiled {
+function basic (statement: BuilderStatement, ctx: Context): Compiled {
   const operator = statement.operator
   if (statement.asColumn === true || typeof operator !== 'string' || !operators.has(operator)) throw new Unsupported()
   const value = binding(statement.value, ctx)
@@ -220,7 +207,7 @@ function basic (statement: Statement, ctx: Context): Compiled {
   }
 }
 
-function whereIn (statement: Statement, ctx: Context): Compiled {
+function whereIn (statement: BuilderStatement, ctx: Context): Compiled {
   if (!Array.isArray(statement.value)) throw new Unsupported()
   const column = columnOf(statement.column, ctx)
   const values = (statement.value as unknown[]).map((value) => binding(value, ctx))

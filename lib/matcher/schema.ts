@@ -6,6 +6,7 @@
  * Read once per table and Knex client (one catalogue query), then cached.
  */
 import type { Knex } from 'knex'
+import { clientOf, clientRaw, dialectName } from '../knex/internals.js'
 import { matcherStats } from './stats.js'
 
 export type Dialect = 'postgresql' | 'sqlite'
@@ -37,21 +38,16 @@ export interface TableSchema {
   columns: Map<string, ColumnInfo>
 }
 
-interface ClientInternals {
-  dialect?: string
-  raw: (sql: string, bindings: unknown[]) => Promise<unknown>
-}
-
 const cache = new WeakMap<object, Map<string, Promise<TableSchema | undefined>>>()
 
 export function dialectOf (client: unknown): Dialect | undefined {
-  const dialect = (client as ClientInternals).dialect
+  const dialect = dialectName(client)
   return dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : undefined
 }
 
 /** The table's schema, or undefined when it cannot be read (unsupported dialect, no such table). */
 export async function tableSchema (builder: Knex.QueryBuilder, table: string): Promise<TableSchema | undefined> {
-  const client = builder.client as unknown as ClientInternals
+  const client = clientOf(builder)
   const dialect = dialectOf(client)
   if (dialect === undefined) return undefined
   let tables = cache.get(client)
@@ -67,7 +63,7 @@ export async function tableSchema (builder: Knex.QueryBuilder, table: string): P
   return await schema
 }
 
-async function readSchema (client: ClientInternals, dialect: Dialect, table: string): Promise<TableSchema | undefined> {
+async function readSchema (client: object, dialect: Dialect, table: string): Promise<TableSchema | undefined> {
   matcherStats.schemaQueries++
   try {
     const columns = dialect === 'postgresql' ? await pgColumns(client, table) : await sqliteColumns(client, table)
@@ -108,8 +104,8 @@ const pgCompare: Record<string, CompareMode> = { int2: 'integer', int4: 'integer
 /** Types whose values node-postgres returns as something a string check would wrongly accept or reject. */
 const pgOpaque = /^_|^(interval|point|circle|line|lseg|box|path|polygon)$/
 
-async function pgColumns (client: ClientInternals, table: string): Promise<Map<string, ColumnInfo>> {
-  const result = await client.raw(
+async function pgColumns (client: object, table: string): Promise<Map<string, ColumnInfo>> {
+  const result = await clientRaw(client,
     `select a.attname as name, t.typname as type,
             (a.attcollation <> 0 and a.attcollation <> t.typcollation) as collated
        from pg_attribute a join pg_type t on t.oid = a.atttypid
@@ -137,9 +133,9 @@ export function sqliteAffinity (declared: string): CompareMode {
   return 'number' // REAL and NUMERIC affinities compare numbers numerically
 }
 
-async function sqliteColumns (client: ClientInternals, table: string): Promise<Map<string, ColumnInfo>> {
-  const info = rowsOf(await client.raw('select name, type from pragma_table_info(?)', [table]))
-  const [definition] = rowsOf(await client.raw("select sql from sqlite_master where type = 'table' and name = ?", [table]))
+async function sqliteColumns (client: object, table: string): Promise<Map<string, ColumnInfo>> {
+  const info = rowsOf(await clientRaw(client, 'select name, type from pragma_table_info(?)', [table]))
+  const [definition] = rowsOf(await clientRaw(client, "select sql from sqlite_master where type = 'table' and name = ?", [table]))
   // a COLLATE clause anywhere (NOCASE, RTRIM…) makes text comparisons something the evaluator does not reproduce
   const collated = /\bcollate\b/i.test(String(definition?.sql))
   const columns = new Map<string, ColumnInfo>()

@@ -11,18 +11,8 @@ import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import type { TableNames } from '../capture/table-names.js'
 import { QuerysetModelError, QuerysetResultError } from '../errors.js'
+import { isQueryBuilder, partsOf } from '../knex/internals.js'
 import type { RealtimeRoute } from './route-registry.js'
-
-/** A Knex query builder (not a raw query, which has no table, nor a promise or rows). */
-function isBuilder (value: unknown): value is Knex.QueryBuilder {
-  return value !== null && typeof value === 'object' &&
-    typeof (value as { toSQL?: unknown }).toSQL === 'function' && '_statements' in value && '_single' in value
-}
-
-/** Knex's record of the table a builder reads (`from`) and its `withSchema`. */
-function tableOfBuilder (builder: Knex.QueryBuilder): { table?: unknown, schema?: unknown } {
-  return (builder as unknown as { _single: { table?: unknown, schema?: unknown } })._single
-}
 
 function describeResult (value: unknown): string {
   if (value === undefined) return 'undefined (did it forget to return?)'
@@ -59,15 +49,15 @@ export class QuerysetCheck {
       // it may need something only ready later (a connection set up in onReady): a request will tell
       return undefined
     }
-    if (!isBuilder(value)) throw new QuerysetResultError(url, describeResult(value))
-    return this.#names.ofBuilder(tableOfBuilder(value))
+    if (!isQueryBuilder(value)) throw new QuerysetResultError(url, describeResult(value))
+    return this.#names.ofBuilder(partsOf(value).single)
   }
 
   /** The route's queryset for this request, checked; throws (and logs once) when it cannot be followed. */
   builder (route: RealtimeRoute, queryset: NonNullable<RealtimeRoute['queryset']>, request: FastifyRequest): Knex.QueryBuilder {
     const value: unknown = queryset(request)
-    if (!isBuilder(value)) this.#fail(route, new QuerysetResultError(route.url, describeResult(value)))
-    const table = this.#names.ofBuilder(tableOfBuilder(value))
+    if (!isQueryBuilder(value)) this.#fail(route, new QuerysetResultError(route.url, describeResult(value)))
+    const table = this.#names.ofBuilder(partsOf(value).single)
     // a subquery or a function as table: nothing to compare (the model is then the user's word)
     if (table !== undefined && table !== this.#names.ofString(route.model)) {
       this.#fail(route, new QuerysetModelError(route.url, route.model, table, table))

@@ -2,8 +2,21 @@
  * Databases for tests: an in-memory SQLite, or the machine's PostgreSQL
  * (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test) with tables
  * named per test so files can run in parallel.
+ *
+ * KNEX_PACKAGE picks the Knex module every test database is made with:
+ * `knex` (the newest, by default) or `knex-oldest` (npm:knex@3.0.1, the oldest
+ * release the peer range allows). scripts/knex-versions.js runs the tests of
+ * the Knex fence (lib/knex/internals.ts) with the oldest.
  */
-import knex, { type Knex } from 'knex'
+import { createRequire } from 'node:module'
+import type { Knex } from 'knex'
+
+export const KNEX_PACKAGE = process.env.KNEX_PACKAGE ?? 'knex'
+/** The version of the Knex the tests run on, for their output. */
+export const KNEX_VERSION = (createRequire(import.meta.url)(`${KNEX_PACKAGE}/package.json`) as { version: string }).version
+
+/** The Knex factory of the chosen package (the same API across 3.x: typed by the newest). */
+export const knex = ((await import(KNEX_PACKAGE)) as { default: typeof import('knex').knex }).default
 
 export type Dialect = 'sqlite' | 'postgres'
 
