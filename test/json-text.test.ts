@@ -75,6 +75,8 @@ t.test('channels-api events splice the rows as the route serialized them', async
   t.equal(byString.broadcast(undefined, Broadcast.deleted('m', 'ab', '{"uuid":"a\\u0062"}', 'uuid')), true)
   t.equal(sent.length, 5, 'a string pk is compared unescaped')
   t.equal(sent[4], '{"stream":"s","payload":{"action":"delete","pk":"a\\u0062","data":{"uuid":"a\\u0062"},"model":"m"}}')
+  byString.resync(undefined, new ViewText(new Map([['1', '{"uuid":"x"}']]), false))
+  t.equal(sent[5], '{"stream":"s","payload":{"action":"resync","pk":"ab","data":[],"model":"m"}}', 'a list without its row: an empty list')
 })
 
 t.test('one change to a view with 100 channels-api and 100 native subscribers: each frame built once, none parsed back', async (t) => {

@@ -14,7 +14,7 @@ import type { RealtimeRoute } from '../registry/route-registry.js'
 import type { SubscribeRequest } from '../subscriptions/manager.js'
 import type { Subscription } from '../subscriptions/subscription.js'
 import type { ConnectionContext } from '../ws/connection.js'
-import { runAs, type Peer, type Protocol } from '../ws/protocol.js'
+import { runAs, type Peer, type ShapedProtocol } from '../ws/protocol.js'
 import { EVENT_ACTIONS, EventSubscriber } from './events.js'
 import { answerFrame, echoOf, isChannelsFrame, validateChannelsFrame, type Answer, type ChannelsPayload, type Echo, type Pk } from './frames.js'
 import type { Seal } from './permissions.js'
@@ -85,7 +85,7 @@ function retrieveRoute (list: RealtimeRoute, routes: RealtimeRoute[]): RealtimeR
   return routes.find((route) => route.kind === 'retrieve' && route.url === `${list.url}/:${route.lookup}`)
 }
 
-export class ChannelsProtocol implements Protocol {
+export class ChannelsProtocol implements ShapedProtocol {
   readonly resources = new ResourceTable()
   readonly #ctx: ConnectionContext
   readonly #seal: Seal

@@ -17,16 +17,12 @@ function keyOf (id: string | number): string {
   return `native:${JSON.stringify(id)}`
 }
 
+/** The protocol table's fallback: it serves every frame no other protocol claims, and says what a frame should look like. */
 export class NativeProtocol implements Protocol {
   readonly #ctx: ConnectionContext
 
   constructor (ctx: ConnectionContext) {
     this.#ctx = ctx
-  }
-
-  /** A native frame has a `type`; the table also hands this protocol whatever no other one claims. */
-  claims (value: unknown): boolean {
-    return value !== null && typeof value === 'object' && 'type' in value
   }
 
   async serve (peer: Peer, value: unknown): Promise<void> {

@@ -24,19 +24,23 @@ export interface Peer {
 }
 
 export interface Protocol {
-  /** Whether a frame (any JSON value, parsed once) is this protocol's, by its shape. */
-  claims (value: unknown): boolean
-  /** Validates and serves one frame; resolves once it is answered (failures are answers too). */
+  /** Validates and serves one frame (any JSON value, parsed once); resolves once it is answered (failures are answers too). */
   serve (peer: Peer, value: unknown): Promise<void>
 }
 
-/** Picks a frame's protocol: the first that claims it; the last one claims whatever is left. */
+/** A protocol recognised by its frames' shape. */
+export interface ShapedProtocol extends Protocol {
+  /** Whether a frame is this protocol's. */
+  claims (value: unknown): boolean
+}
+
+/** Picks a frame's protocol: the first that claims it, else the fallback. */
 export class ProtocolTable {
-  readonly #protocols: Protocol[]
+  readonly #protocols: ShapedProtocol[]
   readonly #fallback: Protocol
 
   /** @param fallback serves every frame no other protocol claims (and says what a frame should look like) */
-  constructor (protocols: Protocol[], fallback: Protocol) {
+  constructor (protocols: ShapedProtocol[], fallback: Protocol) {
     this.#protocols = protocols
     this.#fallback = fallback
   }
