@@ -115,6 +115,11 @@ export const BadFrameError = createError<[string]>('FST_REST_LIVE_BAD_FRAME', '%
 export const UnauthorizedError = createError<[string]>('FST_REST_LIVE_UNAUTHORIZED', '%s', 401)
 export const ForbiddenError = createError<[string]>('FST_REST_LIVE_FORBIDDEN', '%s', 403)
 export const NoRouteError = createError<[string]>('FST_REST_LIVE_NO_ROUTE', '%s', 404)
+export const NoSubscriptionError = createError<[string]>(
+  'FST_REST_LIVE_NO_SUBSCRIPTION',
+  'no subscription with id %s on this socket',
+  404
+)
 export const ExpiredError = createError<[string]>(
   'FST_REST_LIVE_EXPIRED',
   'credentials expired at %s; reconnect with fresh credentials',

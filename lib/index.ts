@@ -13,7 +13,8 @@ import { MemoryBus } from './bus/memory-bus.js'
 import { createRedisBus } from './bus/redis-bus.js'
 import { RegistrationTarget } from './capture/capture-target.js'
 import { KnexCapture } from './capture/knex-capture.js'
-import { ChannelsAdapter } from './channels/adapter.js'
+import { ChannelsProtocol } from './channels/adapter.js'
+import { Seal } from './channels/permissions.js'
 import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
 import { resolveOptions } from './options.js'
@@ -27,7 +28,9 @@ import { SubscriptionManager } from './subscriptions/manager.js'
 import { Revoker } from './subscriptions/revocation.js'
 import { viewOf, type RouteFetcher, type ViewSource } from './subscriptions/view.js'
 import type { RestLiveOptions } from './types.js'
-import { Connection, type ConnectionContext } from './ws/connection.js'
+import { Connection, type ConnectionContext, type Protocols } from './ws/connection.js'
+import { NativeProtocol } from './ws/native.js'
+import { ProtocolTable } from './ws/protocol.js'
 import { checkOrigin } from './ws/origin.js'
 
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
@@ -136,9 +139,12 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     revoker,
     view
   }
-  // channels-api frames ({ stream, payload }) share the socket and its connection state
-  const channels = new ChannelsAdapter(ctx)
-  ctx.extraFrame = channels.handleFrame
+  // channels-api frames ({ stream, payload }) share the socket, its writer and its subscriptions
+  const seal = new Seal()
+  seal.install(app)
+  const channels = new ChannelsProtocol(ctx, seal)
+  const native = new NativeProtocol(ctx)
+  const protocols: Protocols = { table: new ProtocolTable([channels], native), native }
 
   app.get(options.path, {
     websocket: true,
@@ -147,7 +153,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
       if (refusal !== undefined) await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal })
     }
   }, (socket, request) => {
-    const connection = new Connection(socket, requesterOf(request), ctx)
+    const connection = new Connection(socket, requesterOf(request), ctx, protocols)
     connections.add(connection)
     socket.on('close', () => { connections.delete(connection) })
   })

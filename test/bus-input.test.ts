@@ -18,6 +18,7 @@ import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
 import { SubscriptionManager } from '../lib/subscriptions/manager.js'
 import { QuerysetView } from '../lib/subscriptions/view.js'
+import { NativeSubscriber } from '../lib/ws/frames-out.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, postgres, postgresAvailable, sqlite, uniqueName } from './helpers/db.js'
 import { REDIS_URL, eventually, recordingLogger, redisAvailable, redisClient } from './helpers/redis.js'
@@ -87,7 +88,7 @@ t.test('a burst of gaps re-reads each model once', async (t) => {
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
   const frames: string[] = []
   let reads = 0
-  await manager.subscribe({ id: 1, subscriber: { send: (frame) => { frames.push(frame); return true } }, view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, () => { reads++ }, sequence), snapshot: false })
+  await manager.subscribe({ id: 1, subscriber: new NativeSubscriber({ send: (frame) => { frames.push(frame); return true } }), view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, () => { reads++ }, sequence), snapshot: false })
   const before = reads
   for (let i = 0; i < 1000; i++) manager.onGap([table])
   await manager.idle()

@@ -7,12 +7,15 @@ import type { Knex } from 'knex'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import restLive, { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf, type RestLiveOptions } from '../lib/index.js'
-import { ChannelsSession, errorsOf, EventSubscriber, paginate, targetOf } from '../lib/channels/adapter.js'
+import { ChannelsProtocol, errorsOf, paginate, targetOf } from '../lib/channels/adapter.js'
+import { EventSubscriber } from '../lib/channels/events.js'
 import { isChannelsFrame, validateChannelsFrame } from '../lib/channels/frames.js'
-import { channelsHeaders } from '../lib/channels/permissions.js'
+import { Seal } from '../lib/channels/permissions.js'
 import { pageOf, queryOf, ResourceTable } from '../lib/channels/resource.js'
+import { Broadcast, ViewText } from '../lib/subscriptions/outbound.js'
 import type { Subscription } from '../lib/subscriptions/subscription.js'
-import type { Connection, ConnectionContext } from '../lib/ws/connection.js'
+import type { ConnectionContext } from '../lib/ws/connection.js'
+import { SocketSubscriptions } from '../lib/ws/socket-subscriptions.js'
 import { sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
@@ -475,6 +478,9 @@ t.test('permission hooks over HTTP', async (t) => {
   app.route({ method: ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], url: '/things/:id', handler: seen })
   app.post('/owned/:id', { preHandler: permission(isUser, { userOf: (request) => request.headers['x-user'] }) }, seen)
   app.post('/async/:id', { preHandler: permission(async (_user, action, pk) => action === 'create' && pk === '1') }, seen)
+  // what the plugin does for its registration (without the rest of it)
+  const seal = new Seal()
+  seal.install(app)
   t.teardown(async () => { await app.close() })
 
   t.equal((await app.inject('/things')).statusCode, 401)
@@ -483,11 +489,11 @@ t.test('permission hooks over HTTP', async (t) => {
   for (const [method, action] of [['POST', 'create'], ['PUT', 'update'], ['PATCH', 'update'], ['DELETE', 'delete'], ['OPTIONS', 'options']] as const) {
     t.equal((await app.inject({ method, url: '/things/5' })).json().action, action, method)
   }
-  // the channels headers count only with the process's seal
+  // the channels headers count only with the registration's seal
   const forged = { 'x-rest-live-action': 'retrieve', 'x-rest-live-stream': 'things', 'x-rest-live-seal': 'guess' }
   t.same((await app.inject({ method: 'POST', url: '/things/5', headers: forged })).json(), { action: 'create', pk: '5', stream: null })
-  t.same((await app.inject({ method: 'POST', url: '/things/5', headers: channelsHeaders('things', 'publish', 9) })).json(), { action: 'publish', pk: '9', stream: 'things' })
-  t.same((await app.inject({ method: 'POST', url: '/things/5', headers: channelsHeaders('things', 'report', undefined) })).json(), { action: 'report', pk: null, stream: 'things' })
+  t.same((await app.inject({ method: 'POST', url: '/things/5', headers: seal.headers('things', 'publish', 9) })).json(), { action: 'publish', pk: '9', stream: 'things' })
+  t.same((await app.inject({ method: 'POST', url: '/things/5', headers: seal.headers('things', 'report', undefined) })).json(), { action: 'report', pk: null, stream: 'things' })
   t.equal((await app.inject({ method: 'POST', url: '/owned/1' })).statusCode, 401)
   t.equal((await app.inject({ method: 'POST', url: '/owned/1', headers: { 'x-user': 'u' } })).statusCode, 200)
   t.equal((await app.inject({ method: 'POST', url: '/async/1' })).statusCode, 200)
@@ -529,17 +535,19 @@ t.test('pieces', async (t) => {
   const sent: string[] = []
   let acknowledged = 0
   const sink = { send: (frame: string) => { sent.push(frame); return true } }
-  const one = new EventSubscriber(sink, { stream: 's', action: 'update', pk: '1', pkField: 'id', model: 'm', acknowledged: () => { acknowledged++ } })
-  t.equal(one.send('{"type":"subscribed","id":"c"}'), true)
+  const change = (action: 'CREATED' | 'UPDATED', key: string, row: string): Broadcast => new Broadcast('m', action, key, row, 'id')
+  const list = (...rows: Array<[string, string]>): ViewText => new ViewText(new Map(rows), false)
+  const one = new EventSubscriber(sink, { stream: 's', action: 'update', pk: '1', model: 'm', acknowledged: () => { acknowledged++ } })
+  one.subscribed()
   t.equal(acknowledged, 1)
-  t.equal(one.send('{"type":"broadcast","id":"c","model":"m","action":"CREATED","instance":{"id":1}}'), true)
-  t.equal(one.send('{"type":"broadcast","id":"c","model":"m","action":"UPDATED","instance":{"id":2}}'), true)
-  t.equal(one.send('{"type":"broadcast","id":"c","model":"m","action":"UPDATED","instance":{"id":1,"x":1}}'), true)
-  t.equal(one.send('{"type":"resync","id":"c","data":[{"id":1},{"id":2}]}'), true)
-  t.equal(one.send('{"type":"resync","id":"c","data":{"id":1}}'), true)
-  const any = new EventSubscriber(sink, { stream: 's', action: 'delete', pk: undefined, pkField: 'id', model: 'm', acknowledged: () => {} })
-  t.equal(any.send('{"type":"resync","id":"c","data":[{"id":3}]}'), true)
-  t.equal(any.send('{"type":"broadcast","id":"c","model":"m","action":"DELETED","instance":{"id":3}}'), true)
+  t.equal(one.broadcast(undefined, change('CREATED', '1', '{"id":1}')), true)
+  t.equal(one.broadcast(undefined, change('UPDATED', '2', '{"id":2}')), true)
+  t.equal(one.broadcast(undefined, change('UPDATED', '1', '{"id":1,"x":1}')), true)
+  one.resync(undefined, list(['1', '{"id":1}'], ['2', '{"id":2}']))
+  one.resync(undefined, new ViewText(new Map([['1', '{"id":1}']]), true))
+  const any = new EventSubscriber(sink, { stream: 's', action: 'delete', pk: undefined, model: 'm', acknowledged: () => {} })
+  any.resync(undefined, list(['3', '{"id":3}']))
+  t.equal(any.broadcast(undefined, Broadcast.deleted('m', '3', '{"id":3,"x":1}', 'id')), true)
   t.same(sent.map((frame) => JSON.parse(frame)), [
     { stream: 's', payload: { action: 'update', pk: 1, data: { id: 1, x: 1 }, model: 'm' } },
     { stream: 's', payload: { action: 'resync', pk: '1', data: [{ id: 1 }], model: 'm' } },
@@ -547,8 +555,8 @@ t.test('pieces', async (t) => {
     { stream: 's', payload: { action: 'resync', pk: null, data: [{ id: 3 }], model: 'm' } },
     { stream: 's', payload: { action: 'delete', pk: 3, data: { id: 3 }, model: 'm' } }
   ])
-  const congested = new EventSubscriber({ send: () => false }, { stream: 's', action: 'update', pk: undefined, pkField: 'id', model: 'm', acknowledged: () => {} })
-  t.equal(congested.send('{"type":"broadcast","id":"c","model":"m","action":"UPDATED","instance":{"id":1}}'), false)
+  const congested = new EventSubscriber({ send: () => false }, { stream: 's', action: 'update', pk: undefined, model: 'm', acknowledged: () => {} })
+  t.equal(congested.broadcast(undefined, change('UPDATED', '1', '{"id":1}')), false)
 })
 
 t.test('a drained socket resyncs its stale channels-api subscriptions', async (t) => {
@@ -558,35 +566,36 @@ t.test('a drained socket resyncs its stale channels-api subscriptions', async (t
   const stale = { stale: true } as unknown as Subscription
   const fresh = { stale: false } as unknown as Subscription
   let next = stale
+  const manager = {
+    subscribe: async (request: { subscriber: EventSubscriber }) => {
+      request.subscriber.subscribed()
+      const subscription = next
+      next = fresh
+      return subscription
+    },
+    resync: (subscription: unknown) => { resynced.push(subscription) },
+    unsubscribe: (subscription: unknown) => { unsubscribed.push(subscription) }
+  }
   const ctx = {
     options: { maxSubscriptions: 10 },
     registry: { byUrl: () => route, forModel: () => [route] },
     authorizer: { authorize: async () => ({ kind: 'refetch', route, url: '/q', identity: { headers: {} }, key: 'k', lookupValue: undefined }) },
     revoker: { generation: 0, grant: () => undefined },
-    manager: {
-      subscribe: async (request: { subscriber: { send: (frame: string) => boolean } }) => {
-        request.subscriber.send('{"type":"subscribed","id":"x"}')
-        const subscription = next
-        next = fresh
-        return subscription
-      },
-      resync: (subscription: unknown) => { resynced.push(subscription) },
-      unsubscribe: (subscription: unknown) => { unsubscribed.push(subscription) }
-    },
+    manager,
     view: () => ({})
   } as unknown as ConnectionContext
   const replies: string[] = []
-  const connection = { requester: { headers: {}, remoteAddress: undefined }, subscriptionCount: 0, closed: false, reply: (frame: string) => { replies.push(frame) }, send: () => true } as unknown as Connection
-  const session = new ChannelsSession(connection, ctx)
-  const resource = { stream: 'q', prefix: '/q', pageSize: 25, model: undefined }
-  const echo = { stream: 'q', action: 'subscribe', requestId: 1 }
-  t.equal(await session.subscribe(resource, undefined, { action: 'update' }, echo), undefined)
-  t.equal(await session.subscribe(resource, undefined, { action: 'create' }, echo), undefined)
-  t.equal(session.size, 2)
+  const subscriptions = new SocketSubscriptions(ctx.manager, 10)
+  const peer = { requester: { headers: {}, remoteAddress: undefined }, writer: { reply: (frame: string) => { replies.push(frame) }, send: () => true }, subscriptions }
+  const protocol = new ChannelsProtocol(ctx, new Seal())
+  protocol.resources.declare('q', { prefix: '/q' })
+  await protocol.serve(peer, { stream: 'q', payload: { action: 'subscribe', data: { action: 'update' }, request_id: 1 } })
+  await protocol.serve(peer, { stream: 'q', payload: { action: 'subscribe', data: { action: 'create' }, request_id: 1 } })
+  t.equal(subscriptions.size, 2)
   t.equal(replies.length, 2)
-  session.drained()
+  subscriptions.resyncStale()
   t.same(resynced, [stale])
-  session.teardown()
+  subscriptions.close()
   t.same(unsubscribed, [stale, fresh])
-  t.equal(session.size, 0)
+  t.equal(subscriptions.size, 0)
 })

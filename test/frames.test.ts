@@ -33,6 +33,23 @@ t.test('malformed frames get error 400 and the socket stays usable', async (t) =
     t.match(error.message, /expected an object like/)
   })
 
+  t.test('prototype poisoning: a "__proto__" key, or a "constructor" holding a "prototype", anywhere in a frame', async (t) => {
+    for (const text of [
+      // a request body: Fastify's own body parser would refuse it too, but the frame never gets that far
+      '{"type":"request","id":"p1","method":"POST","path":"/x","body":{"__proto__":{"admin":true}}}',
+      '{"type":"request","id":"p2","method":"POST","path":"/x","body":[{"constructor":{"prototype":{"admin":true}}}]}',
+      '{"type":"subscribe","id":"p3","path":"/x","\\u005f_proto__":{"snapshot":true}}',
+      '{"stream":"questions","payload":{"action":"create","data":{"__proto__":{}}}}'
+    ]) {
+      const error = await rejected(text)
+      t.equal(error.id, null, 'refused before any of it is read')
+      t.equal(error.message, 'frame has a "__proto__" key, or a "constructor" holding a "prototype": refused (prototype poisoning); rename the field')
+    }
+    // the same words as plain values are nothing to refuse
+    const fine = await client.ask({ type: 'request', id: 'p5', method: 'GET', path: '/__proto__?constructor=prototype' })
+    t.equal(fine.type, 'response')
+  })
+
   t.test('JSON that is not an object', async (t) => {
     for (const value of ['[1,2,3]', '42', '"subscribe"', 'null']) {
       const error = await rejected(value)

@@ -14,6 +14,7 @@ import { createCounters } from '../lib/stats.js'
 import { SubscriptionManager } from '../lib/subscriptions/manager.js'
 import { QuerysetView } from '../lib/subscriptions/view.js'
 import type { Row } from '../lib/types.js'
+import { NativeSubscriber } from '../lib/ws/frames-out.js'
 import { TaskSchema } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 
@@ -38,7 +39,7 @@ t.test("a local capture handled after another node's newer write of the row does
     const id = `owner${owner}`
     await manager.subscribe({
       id,
-      subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
+      subscriber: new NativeSubscriber({ send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } }),
       view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, sequence),
       snapshot: true
     })

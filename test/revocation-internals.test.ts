@@ -16,6 +16,7 @@ import { SubscriptionManager } from '../lib/subscriptions/manager.js'
 import { Revoker, type Grant, type RevokerDeps } from '../lib/subscriptions/revocation.js'
 import { Subscription } from '../lib/subscriptions/subscription.js'
 import { ViewSource, type SerializedRows } from '../lib/subscriptions/view.js'
+import { NativeSubscriber } from '../lib/ws/frames-out.js'
 
 const route: RealtimeRoute = { id: 1, url: '/t', model: 'things', kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, response: undefined, serialize: undefined }
 
@@ -51,9 +52,10 @@ function managerWithBus (): { manager: SubscriptionManager, interest: () => numb
   return { manager, interest: () => follows }
 }
 
-function recorder (): { frames: string[], send: (frame: string) => boolean } {
+/** A native subscriber that keeps the frames it is sent. */
+function recorder (): NativeSubscriber & { frames: string[] } {
   const frames: string[] = []
-  return { frames, send: (frame) => { frames.push(frame); return true } }
+  return Object.assign(new NativeSubscriber({ send: (frame) => { frames.push(frame); return true } }), { frames })
 }
 
 t.test('manager.move: the subscription leaves its view at once and gets a resync of the new one', async (t) => {

@@ -43,8 +43,9 @@ t.test('a client that sends requests and never reads holds a bounded amount of s
   const blocked = new Promise<void>((resolve) => { stalled = resolve })
   // the server stops reading because the client does not read (or, without any limit, queues every answer)
   const checkStalled = (): void => { if ((server.isPaused && server.bufferedAmount > MAX_BUFFERED) || sent === frames) stalled() }
-  server.send = ((data: string) => {
-    send(data)
+  // the callback passed on: the server's writer learns of the drain from it
+  server.send = ((data: string, callback: (err?: Error) => void) => {
+    send(data, callback)
     sent++
     peak = Math.max(peak, server.bufferedAmount)
     checkStalled()

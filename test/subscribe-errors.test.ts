@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Knex } from 'knex'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import restLive, { type RestLiveOptions } from '../lib/index.js'
+import restLive, { errors, type RestLiveOptions } from '../lib/index.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
@@ -216,6 +216,9 @@ t.test('404s', async (t) => {
   t.match(missing, { type: 'error', id: 5, code: 404, message: /No .* instance with id 999/ })
   const unsubscribe = await client.ask({ type: 'unsubscribe', id: 'ghost' })
   t.same(unsubscribe, { type: 'error', id: 'ghost', code: 404, message: 'no subscription with id "ghost" on this socket' })
+  // its own error (not a missing route), with a stable code
+  const noSubscription = new errors.NoSubscriptionError('"ghost"')
+  t.match(noSubscription, { code: 'FST_REST_LIVE_NO_SUBSCRIPTION', statusCode: 404, message: unsubscribe.message })
   t.equal(app.realtime.stats().subscriptions, 0)
 })
 

@@ -19,7 +19,7 @@
  */
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
-import secureJson from 'secure-json-parse'
+import { parseJson } from '../json.js'
 import type { ChangeEvent } from './bus.js'
 
 export interface Envelope {
@@ -66,13 +66,10 @@ export type Message =
   | { kind: 'envelope', envelope: Envelope }
 
 export function decodeMessage (raw: string): Message {
-  let value: unknown
-  try {
-    // without prototype-poisoning keys, so nothing downstream can be tricked by a __proto__ in a row
-    value = secureJson.parse(raw, null, { protoAction: 'remove', constructorAction: 'remove' })
-  } catch {
-    return { kind: 'foreign' }
-  }
+  // without prototype-poisoning keys, so nothing downstream can be tricked by a __proto__ in a row
+  const parsed = parseJson(raw, { poisoned: 'strip' })
+  if (!parsed.ok) return { kind: 'foreign' }
+  const value = parsed.value
   if (!checkHeader.Check(value)) return { kind: 'foreign' }
   if (!checkEnvelope.Check(value)) {
     const error = checkEnvelope.Errors(value).First() as ValueError // Check failed, so there is one

@@ -1,25 +1,25 @@
 /**
- * The connection side of channels-api: takes `{ stream, payload }` frames off a
- * socket (beside the native protocol), runs each action as the app's own route
- * with the socket's credentials, and answers in channels-api's shape.
+ * The channels-api protocol: takes `{ stream, payload }` frames off a socket
+ * (beside the native protocol: ws/protocol.ts), runs each action as the app's
+ * own route with the socket's credentials, and answers in channels-api's shape.
  *
  * `subscribe` becomes an ordinary subscription, authorised by the resource's
  * realtime GET route and re-checked against the subscriber's queryset like any
- * other; an adapter subscriber turns its broadcasts into channels-api events.
+ * other, held in the socket's one subscription set; its events are built by
+ * an EventSubscriber (events.ts).
  */
-import type { Subscription, Subscriber } from '../subscriptions/subscription.js'
-import { BadFrameError, NoRouteError, TooManySubscriptionsError, toFrameFailure } from '../errors.js'
+import { BadFrameError, NoRouteError, toFrameFailure } from '../errors.js'
+import { parseJson } from '../json.js'
 import type { RealtimeRoute } from '../registry/route-registry.js'
-import type { SubscriptionManager } from '../subscriptions/manager.js'
-import { lastFieldText } from '../subscriptions/frames-out.js'
-import { arrayItemTexts, memberText } from '../subscriptions/json-text.js'
-import type { Connection, ConnectionContext, ConnectionExtra } from '../ws/connection.js'
-import { answerFrame, echoOf, eventFrame, isChannelsFrame, validateChannelsFrame, type Answer, type ChannelsPayload, type Echo, type Pk } from './frames.js'
-import { channelsHeaders } from './permissions.js'
+import type { SubscribeRequest } from '../subscriptions/manager.js'
+import type { Subscription } from '../subscriptions/subscription.js'
+import type { ConnectionContext } from '../ws/connection.js'
+import { runAs, type Peer, type ShapedProtocol } from '../ws/protocol.js'
+import { EVENT_ACTIONS, EventSubscriber } from './events.js'
+import { answerFrame, echoOf, isChannelsFrame, validateChannelsFrame, type Answer, type ChannelsPayload, type Echo, type Pk } from './frames.js'
+import type { Seal } from './permissions.js'
 import { INVALID_ACTION, INVALID_PAGE, planAction, ResourceTable, type Resource } from './resource.js'
 
-/** The events a channels-api client subscribes to, by the broadcast action that carries them. */
-export const EVENT_ACTIONS: Record<string, string> = { CREATED: 'create', UPDATED: 'update', DELETED: 'delete' }
 const eventNames = Object.values(EVENT_ACTIONS)
 
 function isObject (value: unknown): value is Record<string, unknown> {
@@ -37,13 +37,11 @@ export function targetOf (payload: ChannelsPayload): { pk: Pk | undefined, data:
   return { pk: undefined, data }
 }
 
+/** A route's answer as data: its JSON value, else its text (a refused one too: see json.ts). */
 function parseBody (body: string): unknown {
   if (body === '') return undefined
-  try {
-    return JSON.parse(body)
-  } catch {
-    return body
-  }
+  const parsed = parseJson(body)
+  return parsed.ok ? parsed.value : body
 }
 
 /** An error answer's messages, channels-api style: a list. */
@@ -55,68 +53,6 @@ export function errorsOf (body: unknown, status: number): unknown[] {
   }
   if (typeof body === 'string' && body !== '') return [body]
   return [`request failed with status ${status}`]
-}
-
-let subscriptionCounter = 0
-
-export class ChannelsAdapter {
-  readonly resources = new ResourceTable()
-  readonly #ctx: ConnectionContext
-  readonly #sessions = new WeakMap<Connection, ChannelsSession>()
-
-  constructor (ctx: ConnectionContext) {
-    this.#ctx = ctx
-  }
-
-  /** ConnectionContext.extraFrame: takes every frame shaped like channels-api's; resolves once it is answered. */
-  readonly handleFrame = (connection: Connection, value: unknown): Promise<void> | undefined => {
-    if (!isChannelsFrame(value)) return undefined
-    return this.#handle(connection, value)
-  }
-
-  async #handle (connection: Connection, value: Record<string, unknown>): Promise<void> {
-    const echo = echoOf(value)
-    let answer: Answer | undefined
-    try {
-      const frame = validateChannelsFrame(value)
-      const resource = this.resources.get(frame.stream)
-      if (resource === undefined) {
-        throw new NoRouteError(`no channels-api stream "${frame.stream}" (declared: ${this.resources.streams().join(', ') || 'none'}); declare it with app.realtime.resource()`)
-      }
-      answer = await this.#run(connection, resource, frame.payload, echo)
-    } catch (err) {
-      const failure = toFrameFailure(err)
-      if (failure.statusCode === 500) this.#ctx.log.error({ err }, 'fastify-rest-live: channels-api frame failed')
-      answer = { status: failure.statusCode, errors: [failure.message] }
-    }
-    if (answer !== undefined) connection.reply(answerFrame(echo, answer))
-  }
-
-  async #run (connection: Connection, resource: Resource, payload: ChannelsPayload, echo: Echo): Promise<Answer | undefined> {
-    const { pk, data } = targetOf(payload)
-    const action = payload.action
-    if (action === 'subscribe') return await this.#session(connection).subscribe(resource, pk, data, echo)
-    if (action === 'unsubscribe') return this.#session(connection).unsubscribe(resource, pk, data)
-    const plan = planAction(this.#ctx.app, resource, action, pk, data)
-    if (plan.kind === 'refuse') return { status: plan.status, errors: plan.errors }
-    const response = await connection.inject(plan.method, plan.url, plan.body, channelsHeaders(resource.stream, action, pk))
-    const status = response.statusCode
-    const body = parseBody(response.body)
-    if (status >= 400) return { status, errors: errorsOf(body, status) }
-    if (plan.page !== undefined && Array.isArray(body)) return paginate(body, plan.page, resource.pageSize, status)
-    // an empty answer (a 204 delete) is channels-api's `{}`
-    return { status, data: body ?? {} }
-  }
-
-  #session (connection: Connection): ChannelsSession {
-    let session = this.#sessions.get(connection)
-    if (session === undefined) {
-      session = new ChannelsSession(connection, this.#ctx)
-      this.#sessions.set(connection, session)
-      connection.attach(session)
-    }
-    return session
-  }
 }
 
 /** One page of a list route's array, with its metadata beside `data` in the payload. */
@@ -139,79 +75,103 @@ function eventActionOf (data: unknown): string {
   return action
 }
 
-type Entry = Subscription | Promise<Subscription | undefined>
+/** The key of a channels-api subscription in the socket's set: stream, event action and pk. */
+function keyOf (resource: Resource, action: string, pk: Pk | undefined): string {
+  return `channels:${JSON.stringify([resource.stream, action, pk === undefined ? null : String(pk)])}`
+}
 
-/** A connection's channels-api subscriptions, keyed by stream, event action and pk. */
-export class ChannelsSession implements ConnectionExtra {
-  readonly #subscriptions = new Map<string, Entry>()
-  readonly #connection: Connection
+/** The realtime retrieve route directly under a list route: `<list url>/:<lookup>`. */
+function retrieveRoute (list: RealtimeRoute, routes: RealtimeRoute[]): RealtimeRoute | undefined {
+  return routes.find((route) => route.kind === 'retrieve' && route.url === `${list.url}/:${route.lookup}`)
+}
+
+export class ChannelsProtocol implements ShapedProtocol {
+  readonly resources = new ResourceTable()
   readonly #ctx: ConnectionContext
+  readonly #seal: Seal
+  /** Numbers the subscriptions' ids (`channels:<n>`: what `reauthorize(match)` sees) within this registration. */
+  #subscriptionCount = 0
 
-  constructor (connection: Connection, ctx: ConnectionContext) {
-    this.#connection = connection
+  constructor (ctx: ConnectionContext, seal: Seal) {
     this.#ctx = ctx
+    this.#seal = seal
   }
 
-  get size (): number {
-    return this.#subscriptions.size
+  claims (value: unknown): boolean {
+    return isChannelsFrame(value)
   }
 
-  async subscribe (resource: Resource, pk: Pk | undefined, data: unknown, echo: Echo): Promise<Answer | undefined> {
+  async serve (peer: Peer, value: unknown): Promise<void> {
+    const echo = echoOf(value as Record<string, unknown>) // claimed: an object
+    let answer: Answer | undefined
+    try {
+      const frame = validateChannelsFrame(value as Record<string, unknown>)
+      const resource = this.resources.get(frame.stream)
+      if (resource === undefined) {
+        throw new NoRouteError(`no channels-api stream "${frame.stream}" (declared: ${this.resources.streams().join(', ') || 'none'}); declare it with app.realtime.resource()`)
+      }
+      answer = await this.#run(peer, resource, frame.payload, echo)
+    } catch (err) {
+      const failure = toFrameFailure(err)
+      if (failure.statusCode === 500) this.#ctx.log.error({ err }, 'fastify-rest-live: channels-api frame failed')
+      answer = { status: failure.statusCode, errors: [failure.message] }
+    }
+    if (answer !== undefined) peer.writer.reply(answerFrame(echo, answer))
+  }
+
+  async #run (peer: Peer, resource: Resource, payload: ChannelsPayload, echo: Echo): Promise<Answer | undefined> {
+    const { pk, data } = targetOf(payload)
+    const action = payload.action
+    if (action === 'subscribe') return await this.#subscribe(peer, resource, pk, data, echo)
+    if (action === 'unsubscribe') return await this.#unsubscribe(peer, resource, pk, data)
+    const plan = planAction(this.#ctx.app, resource, action, pk, data)
+    if (plan.kind === 'refuse') return { status: plan.status, errors: plan.errors }
+    const response = await runAs(this.#ctx.app, peer.requester, plan.method, plan.url, plan.body, this.#seal.headers(resource.stream, action, pk))
+    const status = response.statusCode
+    const body = parseBody(response.body)
+    if (status >= 400) return { status, errors: errorsOf(body, status) }
+    if (plan.page !== undefined && Array.isArray(body)) return paginate(body, plan.page, resource.pageSize, status)
+    // an empty answer (a 204 delete) is channels-api's `{}`
+    return { status, data: body ?? {} }
+  }
+
+  async #subscribe (peer: Peer, resource: Resource, pk: Pk | undefined, data: unknown, echo: Echo): Promise<Answer | undefined> {
     const action = eventActionOf(data)
     const key = keyOf(resource, action, pk)
     const answer: Answer = { status: 200, data: pk === undefined ? { action } : { action, pk } }
     // subscribing twice is a no-op, as joining a channels group twice was
-    if (this.#subscriptions.has(key)) return answer
-    const { manager, options, registry } = this.#ctx
-    if (this.#subscriptions.size + this.#connection.subscriptionCount >= options.maxSubscriptions) {
-      throw new TooManySubscriptionsError(options.maxSubscriptions)
-    }
-    const list = registry.byUrl(resource.prefix)
-    if (list === undefined || list.kind !== 'list') return { status: 400, errors: [INVALID_ACTION] }
-    // one instance's updates and deletes follow its retrieve route when it is realtime; anything else the list
-    const retrieve = pk === undefined || action === 'create' ? undefined : retrieveRoute(list, registry.forModel(list.model))
-    const url = retrieve === undefined ? resource.prefix : `${resource.prefix}/${encodeURIComponent(String(pk))}`
-    let failure: unknown
-    const pending: Promise<Subscription | undefined> = this.#start(resource, action, pk, url, () => {
-      this.#connection.reply(answerFrame(echo, answer))
-    }).catch((err: unknown) => {
-      if (this.#subscriptions.get(key) === pending) this.#subscriptions.delete(key)
-      failure = err
-      return undefined
-    })
-    this.#subscriptions.set(key, pending)
-    const subscription = await pending
-    if (subscription === undefined) throw failure
-    if (this.#connection.closed || this.#subscriptions.get(key) !== pending) {
-      // the socket closed or the client unsubscribed while the subscription started
-      manager.unsubscribe(subscription)
-    } else {
-      this.#subscriptions.set(key, subscription)
-    }
+    if (peer.subscriptions.has(key)) return answer
+    await peer.subscriptions.add(key, async () => await this.#start(peer, resource, action, pk, () => {
+      peer.writer.reply(answerFrame(echo, answer))
+    }))
     return undefined // answered when the manager acknowledged, before any event
   }
 
-  async #start (resource: Resource, action: string, pk: Pk | undefined, url: string, acknowledged: () => void): Promise<Subscription> {
-    const { authorizer, manager, revoker, view: viewFor } = this.#ctx
-    const requester = { ...this.#connection.requester, headers: { ...this.#connection.requester.headers, ...channelsHeaders(resource.stream, 'subscribe', pk) } }
+  async #start (peer: Peer, resource: Resource, action: string, pk: Pk | undefined, acknowledged: () => void): Promise<Subscription> {
+    const { authorizer, manager, registry, revoker, view: viewFor } = this.#ctx
+    const list = registry.byUrl(resource.prefix)
+    if (list === undefined || list.kind !== 'list') throw new BadFrameError(INVALID_ACTION)
+    // one instance's updates and deletes follow its retrieve route when it is realtime; anything else the list
+    const retrieve = pk === undefined || action === 'create' ? undefined : retrieveRoute(list, registry.forModel(list.model))
+    const url = retrieve === undefined ? resource.prefix : `${resource.prefix}/${encodeURIComponent(String(pk))}`
+    const socket = peer.requester
+    const requester = { ...socket, headers: { ...socket.headers, ...this.#seal.headers(resource.stream, 'subscribe', pk) } }
     const generation = revoker.generation
     const authorized = await authorizer.authorize(url, requester)
-    const view = viewFor(authorized)
-    const subscriber = new EventSubscriber(this.#connection, {
+    const subscriber = new EventSubscriber(peer.writer, {
       stream: resource.stream,
       action,
       pk: pk === undefined ? undefined : String(pk),
-      pkField: authorized.route.pk,
       model: resource.model ?? authorized.route.model,
       acknowledged
     })
-    const id = `channels:${++subscriptionCounter}`
+    const id = `channels:${++this.#subscriptionCount}`
     const grant = revoker.grant({
-      id, protocol: 'channels', url, socket: this.#connection.requester, requester, authorization: authorized, generation,
+      id, protocol: 'channels', url, socket, requester, authorization: authorized, generation,
       channels: { stream: resource.stream, action, pk },
-      end: (err) => { this.#revoked(resource, action, pk, err) }
+      end: (err) => { this.#revoked(peer, resource, action, pk, err) }
     })
-    const request: Parameters<SubscriptionManager['subscribe']>[0] = { id, subscriber, view, snapshot: false, grant }
+    const request: SubscribeRequest = { id, subscriber, view: viewFor(authorized), snapshot: false, grant }
     if (authorized.lookupValue !== undefined) request.lookupValue = authorized.lookupValue
     return await manager.subscribe(request)
   }
@@ -220,106 +180,16 @@ export class ChannelsSession implements ConnectionExtra {
    * A re-check refused an open subscription, which the manager already released
    * (revocation.ts): told as a refused `subscribe`, with no request to answer.
    */
-  #revoked (resource: Resource, action: string, pk: Pk | undefined, err: unknown): void {
-    this.#subscriptions.delete(keyOf(resource, action, pk))
+  #revoked (peer: Peer, resource: Resource, action: string, pk: Pk | undefined, err: unknown): void {
+    peer.subscriptions.forget(keyOf(resource, action, pk))
     const failure = toFrameFailure(err)
     const echo = { stream: resource.stream, action: 'subscribe', requestId: null }
-    this.#connection.reply(answerFrame(echo, { status: failure.statusCode, data: pk === undefined ? { action } : { action, pk }, errors: [failure.message] }))
+    peer.writer.reply(answerFrame(echo, { status: failure.statusCode, data: pk === undefined ? { action } : { action, pk }, errors: [failure.message] }))
   }
 
-  unsubscribe (resource: Resource, pk: Pk | undefined, data: unknown): Answer {
+  async #unsubscribe (peer: Peer, resource: Resource, pk: Pk | undefined, data: unknown): Promise<Answer> {
     const action = eventActionOf(data)
-    const key = keyOf(resource, action, pk)
-    const entry = this.#subscriptions.get(key)
-    if (entry === undefined) return { status: 404, errors: ['Not subscribed'] }
-    this.#subscriptions.delete(key)
-    // a pending one is released by subscribe() when it settles
-    if (!(entry instanceof Promise)) this.#ctx.manager.unsubscribe(entry)
+    if (!await peer.subscriptions.remove(keyOf(resource, action, pk))) return { status: 404, errors: ['Not subscribed'] }
     return { status: 200, data: pk === undefined ? { action } : { action, pk } }
-  }
-
-  drained (): void {
-    for (const entry of this.#subscriptions.values()) {
-      if (!(entry instanceof Promise) && entry.stale) this.#ctx.manager.resync(entry)
-    }
-  }
-
-  teardown (): void {
-    for (const entry of this.#subscriptions.values()) {
-      if (!(entry instanceof Promise)) this.#ctx.manager.unsubscribe(entry)
-    }
-    this.#subscriptions.clear()
-  }
-}
-
-function keyOf (resource: Resource, action: string, pk: Pk | undefined): string {
-  return JSON.stringify([resource.stream, action, pk === undefined ? null : String(pk)])
-}
-
-/** The realtime retrieve route directly under a list route: `<list url>/:<lookup>`. */
-function retrieveRoute (list: RealtimeRoute, routes: RealtimeRoute[]): RealtimeRoute | undefined {
-  return routes.find((route) => route.kind === 'retrieve' && route.url === `${list.url}/:${route.lookup}`)
-}
-
-export interface EventTarget {
-  stream: string
-  /** create | update | delete */
-  action: string
-  /** Only this instance's events (as a string), or every instance's. */
-  pk: string | undefined
-  pkField: string
-  model: string
-  /** Called when the manager acknowledges the subscription, before any event. */
-  acknowledged: () => void
-}
-
-interface NativeFrame {
-  type: 'subscribed' | 'broadcast' | 'resync'
-  action?: string
-}
-
-/** A row's primary key, as written in its text, to compare with the pk a client sent (a string). */
-function pkString (rowText: string, pkField: string): string | undefined {
-  const text = memberText(rowText, pkField)
-  return text?.startsWith('"') === true ? JSON.parse(text) as string : text
-}
-
-/**
- * Receives a subscription's native frames and sends the channels-api events
- * among them. One per channels-api subscription, sharing nothing: the rows it
- * forwards are the texts of its own subscription's frames, spliced as they are
- * (never re-encoded), so an event's `data` is the route's serialization.
- */
-export class EventSubscriber implements Subscriber {
-  readonly #connection: Pick<Subscriber, 'send'>
-  readonly #target: EventTarget
-
-  constructor (connection: Pick<Subscriber, 'send'>, target: EventTarget) {
-    this.#connection = connection
-    this.#target = target
-  }
-
-  send (frame: string, droppable?: boolean): boolean {
-    const parsed = JSON.parse(frame) as NativeFrame
-    const { stream, action, pk, pkField, model } = this.#target
-    switch (parsed.type) {
-      case 'subscribed':
-        this.#target.acknowledged()
-        return true
-      case 'resync': {
-        // channels-api had no such event: the server may have missed changes, so the client should reload
-        const text = lastFieldText(frame, 'data')
-        const data = pk !== undefined && text.startsWith('[')
-          ? `[${arrayItemTexts(text).filter((row) => pkString(row, pkField) === pk).join(',')}]`
-          : text
-        return this.#connection.send(eventFrame(stream, 'resync', JSON.stringify(pk ?? null), data, model), droppable)
-      }
-      default: {
-        if (EVENT_ACTIONS[parsed.action as string] !== action) return true
-        const instance = lastFieldText(frame, 'instance')
-        if (pk !== undefined && pkString(instance, pkField) !== pk) return true
-        return this.#connection.send(eventFrame(stream, action, memberText(instance, pkField) ?? 'null', instance, model), droppable)
-      }
-    }
   }
 }

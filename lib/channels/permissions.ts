@@ -5,12 +5,13 @@
  * `onRequest` or `preHandler` for HTTP and socket alike.
  *
  * A request run for a channels-api frame carries its action, stream and pk in
- * `x-rest-live-*` headers, sealed with a per-process secret so that an HTTP
- * client cannot pose as another action: `actionOf` / `pkOf` read them only when
- * the seal matches, and otherwise derive them from the HTTP request.
+ * `x-rest-live-*` headers, sealed with a secret of the plugin's registration
+ * so that an HTTP client cannot pose as another action: `actionOf` / `pkOf`
+ * read them only when the seal matches, and otherwise derive them from the
+ * HTTP request.
  */
 import { randomBytes } from 'node:crypto'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ForbiddenError, UnauthorizedError } from '../errors.js'
 import type { Pk } from './frames.js'
 
@@ -19,20 +20,33 @@ export const STREAM_HEADER = 'x-rest-live-stream'
 export const PK_HEADER = 'x-rest-live-pk'
 export const SEAL_HEADER = 'x-rest-live-seal'
 
-const SEAL = randomBytes(24).toString('base64url')
+/** Where a registration keeps its seal's secret: a decoration, so a request of any route below it finds it (request.server). */
+const kSeal = Symbol('fastify-rest-live seal')
 
 /** The message channels-api answered a refused action with. */
 export const PERMISSION_DENIED = 'Permission Denied'
 
-/** The headers that tell a route's hooks which channels-api action they run for. */
-export function channelsHeaders (stream: string, action: string, pk: Pk | undefined): Record<string, string> {
-  const headers: Record<string, string> = { [ACTION_HEADER]: action, [STREAM_HEADER]: stream, [SEAL_HEADER]: SEAL }
-  if (pk !== undefined) headers[PK_HEADER] = String(pk)
-  return headers
+/** One registration's seal: the headers it sets are believed only with its secret. */
+export class Seal {
+  readonly #secret = randomBytes(24).toString('base64url')
+
+  /** Lets actionOf / pkOf / streamOf check requests of `app` (and of its child contexts) against this seal. */
+  install (app: FastifyInstance): void {
+    app.decorate(kSeal, this.#secret)
+  }
+
+  /** The headers that tell a route's hooks which channels-api action they run for. */
+  headers (stream: string, action: string, pk: Pk | undefined): Record<string, string> {
+    const headers: Record<string, string> = { [ACTION_HEADER]: action, [STREAM_HEADER]: stream, [SEAL_HEADER]: this.#secret }
+    if (pk !== undefined) headers[PK_HEADER] = String(pk)
+    return headers
+  }
 }
 
 function sealed (request: FastifyRequest): boolean {
-  return request.headers[SEAL_HEADER] === SEAL
+  const secret = (request.server as unknown as Record<symbol, unknown>)[kSeal]
+  // without the plugin there is no secret, and nothing is sealed
+  return typeof secret === 'string' && request.headers[SEAL_HEADER] === secret
 }
 
 const httpActions: Record<string, string> = { POST: 'create', PUT: 'update', PATCH: 'update', DELETE: 'delete' }

@@ -402,6 +402,7 @@ export class RestLiveClient {
   #onMessage (data: unknown): void {
     let frame: ServerFrame<object>
     try {
+      // JSON.parse, not the server's lib/json.ts: this runs in browsers, without secure-json-parse, on the server's own frames
       frame = JSON.parse(String(data)) as ServerFrame<object>
     } catch {
       this.#options.onError?.(new RestLiveError(0, `unreadable frame from the server: ${String(data).slice(0, 100)}`))

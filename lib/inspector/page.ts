@@ -133,6 +133,7 @@ function inspectorScript (config: PageConfig): void {
     ws.addEventListener('message', (event) => {
       let frame: Frame
       try {
+        // JSON.parse, not lib/json.ts: this page runs in the browser, on the server's own frames
         frame = JSON.parse(String(event.data)) as Frame
       } catch {
         record('in', String(event.data))

@@ -2,11 +2,11 @@
  * The realtime routes, discovered in `onRoute` like @fastify/swagger does, and
  * found again by model + action (django-rest-live frames) or by URL.
  */
-import type { RouteOptions } from 'fastify'
+import type { FastifyReply, RouteOptions } from 'fastify'
 import type { Knex } from 'knex'
 import { BadFrameError, NoRouteError, QuerysetModelError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
 import type { RealtimeRouteConfig, Row } from '../types.js'
-import { successResponse, type SchemaScope, type SuccessResponse } from './response-schema.js'
+import { rowSerializer, successResponse, type SchemaScope, type SuccessResponse } from './response-schema.js'
 
 export type RouteKind = 'list' | 'retrieve'
 
@@ -28,7 +28,7 @@ export interface RealtimeRoute {
   queryset: RealtimeRouteConfig['queryset']
   /** The response schema REST serializes a 200 with; undefined when there is none (JSON.stringify). Set when the app is ready. */
   response: SuccessResponse | undefined
-  /** Serializes one row as the REST response would: the route's own compiled serializer, taken on the first subscription. */
+  /** Serializes one row as the REST response would; kept by the registry (serializerOf). */
   serialize: ((row: Row) => string) | undefined
   /** The route's own expiry hook, in place of the plugin's. */
   expiresAt?: RealtimeRouteConfig['expiresAt']
@@ -148,6 +148,17 @@ export class RouteRegistry {
     for (const { route, schema, scope } of this.#unchecked.splice(0)) {
       route.response = successResponse(route, schema, scope.getSchemas())
     }
+  }
+
+  /**
+   * The route's own compiled row serializer. Fastify compiles a route's
+   * serializers when it builds the route and hands them out only through a
+   * reply of it, so it is taken from the first one (a subscription's probe),
+   * then kept here for every view of the route.
+   */
+  serializerOf (route: RealtimeRoute, reply: FastifyReply): (row: Row) => string {
+    route.serialize ??= rowSerializer(route.kind, route.response, reply)
+    return route.serialize
   }
 
   byUrl (url: string | undefined): RealtimeRoute | undefined {

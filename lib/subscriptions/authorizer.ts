@@ -14,11 +14,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, Inject
 import type { Knex } from 'knex'
 import { EarlyRouteError, NoRouteError } from '../errors.js'
 import type { QuerysetCheck } from '../registry/queryset-check.js'
-import { rowSerializer } from '../registry/response-schema.js'
 import { lookupColumn, pkColumn, type RealtimeRoute, type RouteRegistry } from '../registry/route-registry.js'
 import type { ExpiresAt, Row } from '../types.js'
+import { jsonValue } from '../json.js'
 import { expiryOf } from './expiry.js'
-import { safeJson } from './json-text.js'
 import { querysetViewKey, refetchViewKey } from './view.js'
 
 export const PROBE_HEADER = 'x-rest-live-probe'
@@ -142,7 +141,7 @@ export class SubscriptionAuthorizer {
       const response = await this.#app.inject(injectOptions('GET', url, requester, { [PROBE_HEADER]: token }))
       if (response.statusCode !== 204) {
         // the route's own hooks or validation answered: that is the subscription's answer
-        const body = safeJson(response.body) as { message?: unknown } | undefined
+        const body = jsonValue(response.body) as { message?: unknown } | undefined
         const message = typeof body?.message === 'string' ? body.message : response.statusCode === 404 ? `no realtime route matches ${url}` : `GET ${url} answered ${response.statusCode}`
         throw Object.assign(new Error(message), { statusCode: response.statusCode })
       }
@@ -171,9 +170,7 @@ export class SubscriptionAuthorizer {
       else lookup = { column: lookupColumn(route), value } // resolved to a pk in the model's queue (view.ts)
     }
     const { sql, bindings } = builder.toSQL()
-    // taken once per route, from the route's own compiled response serializers
-    route.serialize ??= rowSerializer(route.kind, route.response, reply)
-    const view: AuthorizedView = { kind: 'queryset', route, builder, serialize: route.serialize, key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
+    const view: AuthorizedView = { kind: 'queryset', route, builder, serialize: this.#registry.serializerOf(route, reply), key: querysetViewKey(route, sql, bindings, lookupValue), lookupValue }
     if (lookup !== undefined) view.lookup = lookup
     return view
   }

@@ -2,17 +2,9 @@
  * Pieces of JSON text taken as they are, not re-encoded: a route's answer is
  * spliced into frames byte for byte, because JSON.parse + JSON.stringify is not
  * the identity (it drops whitespace, moves integer-like keys first, rounds
- * numbers beyond 2^53). Callers pass text that JSON.parse has accepted.
+ * numbers beyond 2^53). Callers pass text that has parsed as JSON (json.ts).
  */
-
-/** The JSON value of a text, or undefined when it is not JSON. */
-export function safeJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
+import { jsonValue } from '../json.js'
 
 function isSpace (ch: string | undefined): boolean {
   return ch === ' ' || ch === '\n' || ch === '\r' || ch === '\t'
@@ -78,7 +70,7 @@ export function memberText (text: string, name: string): string | undefined {
   i = skipSpace(text, i + 1)
   while (text[i] === '"') {
     const keyEnd = stringEnd(text, i)
-    const key = JSON.parse(text.slice(i, keyEnd)) as string
+    const key = jsonValue(text.slice(i, keyEnd)) as string // a string literal (the text is JSON)
     const start = skipSpace(text, skipSpace(text, keyEnd) + 1) // past ':'
     const end = valueEnd(text, start)
     if (key === name) found = text.slice(start, end)

@@ -11,8 +11,8 @@ import { ViewIndex } from '../matcher/view-index.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
 import type { UnkeyedRows } from '../registry/unkeyed-rows.js'
 import type { Counters } from '../stats.js'
-import { broadcastFrame, broadcastTail, deletedInstance, resyncFrame, subscribedFrame, viewJson, type BroadcastAction } from './frames-out.js'
 import { ModelQueue, type ChangedKeys } from './model-queue.js'
+import { Broadcast, ViewText } from './outbound.js'
 import type { Grant } from './revocation.js'
 import { KnownState, Subscription, type Subscriber } from './subscription.js'
 import { keyOf, type SerializedRows, type ViewReading, type ViewSource } from './view.js'
@@ -154,7 +154,7 @@ export class SubscriptionManager {
       // it ended, or is moving to another view (which resyncs it), while its view was read
       if (!subscription.view.subscriptions.has(subscription)) return
       this.#join(subscription, rows)
-      this.#sendResync(subscription, rows)
+      this.#sendResync(subscription, new ViewText(rows, subscription.view.single))
     }).catch((err: unknown) => this.#failed(model, err))
   }
 
@@ -171,7 +171,7 @@ export class SubscriptionManager {
       const { view: followed, rows } = await this.#read(view)
       if (subscription.closed) return
       this.#enter(subscription, followed, rows)
-      this.#sendResync(subscription, rows)
+      this.#sendResync(subscription, new ViewText(rows, followed.single))
     })
   }
 
@@ -187,7 +187,7 @@ export class SubscriptionManager {
     }
     const subscription = new Subscription(request.id, request.subscriber, view, request.grant)
     this.#enter(subscription, view, rows)
-    request.subscriber.send(subscribedFrame(subscription.idJson, request.snapshot ? viewJson(rows, view.single) : undefined), false)
+    request.subscriber.subscribed(subscription, request.snapshot ? new ViewText(rows, view.single) : undefined)
     this.#watcher?.started(subscription)
     return subscription
   }
@@ -265,29 +265,23 @@ export class SubscriptionManager {
 
   /** Diffs one reading against each known state of the view and sends the differences. */
   #apply (view: ViewSource, reading: ViewReading): void {
-    const modelJson = JSON.stringify(view.route.model)
+    const { model, pk } = view.route
     const states = new Set<KnownState>()
     for (const subscription of view.subscriptions) if (subscription.state) states.add(subscription.state)
     for (const state of states) {
-      const tails: string[] = []
+      const changes: Broadcast[] = []
       const told = state.rows
       const examined = reading.examined ?? new Set([...told.keys(), ...reading.rows.keys()])
       let changed = false
       for (const key of examined) {
         const now = reading.rows.get(key)
         const before = told.get(key)
-        let action: BroadcastAction
-        let instance: string
+        let change: Broadcast
         if (now === undefined) {
           if (before === undefined) continue
-          action = 'DELETED'
-          instance = deletedInstance(view.route.pk, before)
-        } else if (before === undefined) {
-          action = 'CREATED'
-          instance = now
+          change = Broadcast.deleted(model, key, before, pk)
         } else if (before !== now) {
-          action = 'UPDATED'
-          instance = now
+          change = new Broadcast(model, before === undefined ? 'CREATED' : 'UPDATED', key, now, pk)
         } else {
           continue
         }
@@ -298,12 +292,12 @@ export class SubscriptionManager {
         }
         if (now === undefined) state.rows.delete(key)
         else state.rows.set(key, now)
-        tails.push(broadcastTail(modelJson, action, instance))
+        changes.push(change)
       }
-      if (tails.length === 0) continue
+      if (changes.length === 0) continue
       for (const subscription of [...state.subscriptions]) {
-        for (const tail of tails) {
-          if (subscription.subscriber.send(broadcastFrame(subscription.idJson, tail))) {
+        for (const change of changes) {
+          if (subscription.subscriber.broadcast(subscription, change)) {
             this.#counters.broadcastsSent++
           } else {
             // congested: stop telling it anything until its connection drains and asks for a resync
@@ -341,11 +335,13 @@ export class SubscriptionManager {
       this.#leftOutRows(view)
       this.#index(model).hold(view, rows.keys())
       const state = new KnownState(rows)
+      // read once, told to every subscriber of the view
+      const text = new ViewText(rows, view.single)
       for (const subscription of view.subscriptions) {
         subscription.state?.subscriptions.delete(subscription)
         subscription.state = state
         state.subscriptions.add(subscription)
-        this.#sendResync(subscription, rows)
+        this.#sendResync(subscription, text)
       }
     }
   }
@@ -357,9 +353,9 @@ export class SubscriptionManager {
     return true
   }
 
-  #sendResync (subscription: Subscription, rows: SerializedRows): void {
+  #sendResync (subscription: Subscription, view: ViewText): void {
     this.#counters.resyncsSent++
-    subscription.subscriber.send(resyncFrame(subscription.idJson, viewJson(rows, subscription.view.single)), false)
+    subscription.subscriber.resync(subscription, view)
   }
 
   #index (model: string): ViewIndex {

@@ -5,17 +5,23 @@
  * `KnownState`: a change is diffed once per state, not once per subscriber,
  * and an idle subscription costs a few small objects, not a copy of its view.
  */
+import type { Broadcast, ViewText } from './outbound.js'
 import type { Grant } from './revocation.js'
 import type { SerializedRows, ViewSource } from './view.js'
 
-/** The connection side of a subscription. */
+/**
+ * The connection side of a subscription: told what happened, in structured
+ * calls, and shapes it into its own protocol's frames (ws/frames-out.ts for
+ * native, channels/events.ts for channels-api). Rows arrive as texts the route
+ * serialized once per view and change, shared by every subscriber told the same.
+ */
 export interface Subscriber {
-  /**
-   * Queues a frame; returns false when the socket is congested and broadcasts
-   * should pause. Control frames (`subscribed`, `resync`) pass `droppable: false`
-   * and are always queued.
-   */
-  send (frame: string, droppable?: boolean): boolean
+  /** The subscription started, before any broadcast; `snapshot` is its view when the client asked for it. */
+  subscribed (subscription: Subscription, snapshot: ViewText | undefined): void
+  /** A change to its view. False when the socket is congested: it is told nothing more until it is resynced. */
+  broadcast (subscription: Subscription, change: Broadcast): boolean
+  /** Its whole view again: after it fell behind, events were missed, or it moved to another view. */
+  resync (subscription: Subscription, view: ViewText): void
 }
 
 export class KnownState {

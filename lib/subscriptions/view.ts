@@ -15,7 +15,8 @@ import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
 import type { AuthorizedView, LookupFilter, Requester } from './authorizer.js'
-import { arrayItemTexts, safeJson } from './json-text.js'
+import { jsonValue } from '../json.js'
+import { arrayItemTexts } from './json-text.js'
 import type { ChangedKeys, ChangedRow } from './model-queue.js'
 import type { Subscription } from './subscription.js'
 
@@ -270,7 +271,8 @@ export class RefetchView extends ViewSource {
   static toRows (route: RealtimeRoute, statusCode: number, body: string, leftOut: () => void): SerializedRows {
     const rows: SerializedRows = new Map()
     if (statusCode !== 200) return rows
-    const value = safeJson(body)
+    // poisoning keys stripped, not refused: only the pk is read of it; the rows' texts travel on
+    const value = jsonValue(body, { poisoned: 'strip' })
     // an object is one instance; anything else (not JSON, null) no rows
     const items = Array.isArray(value) ? value as Row[] : Object(value) === value ? [value as Row] : []
     const texts = Array.isArray(value) ? arrayItemTexts(body) : [body]

@@ -77,15 +77,6 @@ export function frameIdOf (value: unknown): string | number | null {
   return typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id)) ? id : null
 }
 
-/** Parses a client frame's text; throws BadFrameError when it is not JSON. */
-export function parseJson (text: string): unknown {
-  try {
-    return JSON.parse(text)
-  } catch {
-    throw new BadFrameError('frame is not valid JSON; expected an object like {"type":"subscribe","id":1,...}')
-  }
-}
-
 export function validateFrame (value: unknown): ClientFrame {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new BadFrameError(`frame must be a JSON object with a "type" (one of ${frameTypes})`)
