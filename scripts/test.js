@@ -9,17 +9,37 @@
  * - one is missing locally: say which and why, then run tap without failing on
  *   incomplete coverage (the report still shows what was not covered).
  *
+ * Before tap starts, every TypeScript file of lib/ and test/ is compiled once
+ * into tap's cache (.tap/ts/, see test/helpers/ts-loader.mjs), so the test
+ * processes only read JavaScript.
+ *
  * Then, for a whole run only, a second pass: the Knex fence's tests on the
  * oldest Knex 3.x (scripts/knex-versions.js).
  *
  * Arguments are passed to tap: `npm test -- test/client.test.ts` (no second pass).
  */
 import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { dirname, join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cacheDir, compiled } from '../test/helpers/ts-compile.mjs'
 import { runOnOldestKnex } from './knex-versions.js'
 import { checkServices } from './services.js'
+
+const root = fileURLToPath(new URL('../', import.meta.url))
+
+/** Compiles lib/ and test/ into the cache and drops what no file needs any more. */
+function compileOnce () {
+  const keep = new Set()
+  for (const dir of ['lib', 'test']) {
+    for (const entry of readdirSync(join(root, dir), { recursive: true })) {
+      if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue
+      keep.add(basename(compiled(join(root, dir, entry)).file))
+    }
+  }
+  for (const file of readdirSync(cacheDir)) if (!keep.has(file)) rmSync(join(cacheDir, file), { force: true })
+}
 
 const args = process.argv.slice(2)
 const whole = args.length === 0
@@ -37,6 +57,8 @@ if (failures.length > 0) {
   ].join('\n'))
   args.unshift('--allow-incomplete-coverage')
 }
+
+compileOnce()
 
 const require = createRequire(import.meta.url)
 const tapPackage = require.resolve('tap/package.json')

@@ -1,9 +1,11 @@
+import { once } from 'node:events'
+import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
-
-interface Frame { type: string, id?: unknown, action?: string, data?: unknown, instance?: { id: number, title: string } }
+import { eventually } from './helpers/eventually.js'
+import { TestClient } from './helpers/ws-client.js'
 
 t.test('a client that stops reading is not buffered without bound: its broadcasts pause, then a resync brings it up to date', async (t) => {
   const db = sqlite()
@@ -15,12 +17,10 @@ t.test('a client that stops reading is not buffered without bound: its broadcast
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
 
   const socket = new WebSocket(address.replace('http', 'ws') + '/ws/subscribe', { headers: { authorization: 'Bearer 1' } })
-  const frames: Frame[] = []
-  socket.on('message', (data) => { frames.push(JSON.parse(String(data)) as Frame) })
-  await new Promise((resolve) => socket.once('open', resolve))
-  socket.send(JSON.stringify({ type: 'subscribe', id: 'all', model: table, action: 'list', snapshot: true }))
-  socket.send(JSON.stringify({ type: 'subscribe', id: 'two', model: table, action: 'retrieve', lookup_by: 2 }))
-  while (frames.filter((frame) => frame.type === 'subscribed').length < 2) await new Promise((resolve) => setTimeout(resolve, 5))
+  const client = new TestClient(socket)
+  await once(socket, 'open')
+  await client.subscribe({ id: 'all', model: table, action: 'list', snapshot: true })
+  await client.subscribe({ id: 'two', model: table, action: 'retrieve', lookup_by: 2 })
 
   // stop reading: the kernel buffers fill, then the server's send buffer grows
   const raw = (socket as unknown as { _socket: { pause: () => void, resume: () => void } })._socket
@@ -37,23 +37,21 @@ t.test('a client that stops reading is not buffered without bound: its broadcast
   t.ok(sentBeforeResume < 61, `broadcasts stopped once the socket was congested (${sentBeforeResume} of 61 sent)`)
 
   raw.resume()
-  const deadline = Date.now() + 20000
-  while (frames.filter((frame) => frame.type === 'resync').length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
-  const resync = frames.find((frame) => frame.type === 'resync' && frame.id === 'all')
+  // the drain is noticed on its own; these wait for its frames, with a failure after 20 s
+  const resync = await client.next((frame) => frame.type === 'resync' && frame.id === 'all', 20_000)
   t.ok(resync, 'a resync frame arrives once the socket drains')
-  t.same(frames.find((frame) => frame.type === 'resync' && frame.id === 'two'), { type: 'resync', id: 'two', data: null }, 'a retrieve whose instance went away is resynced to null')
+  t.same(await client.next((frame) => frame.type === 'resync' && frame.id === 'two', 20_000), { type: 'resync', id: 'two', data: null }, 'a retrieve whose instance went away is resynced to null')
   t.equal(app.realtime.stats().resyncsSent, 2)
-  const view = (resync?.data ?? []) as Array<{ id: number, title: string }>
+  const view = resync.data as Array<{ id: number, title: string }>
   t.same(view.map((row) => row.id), [1, (last[0] as { id: number }).id], 'the resync carries the whole current view')
   t.match(view[0]?.title, /^59:/, 'with the latest version of each row')
 
   // live again afterwards
-  const before = frames.length
+  const before = client.frames.length
   await db(table).where({ id: 1 }).update({ title: 'after' })
-  const liveDeadline = Date.now() + 5000
-  while (!frames.slice(before).some((frame) => frame.type === 'broadcast') && Date.now() < liveDeadline) await new Promise((resolve) => setTimeout(resolve, 10))
-  t.same(frames.slice(before).find((frame) => frame.type === 'broadcast')?.instance?.title, 'after')
-  socket.close()
+  const live = await client.next((frame) => frame.type === 'broadcast' && client.frames.indexOf(frame) >= before)
+  t.same((live.instance as { title: string }).title, 'after')
+  client.close()
 })
 
 t.test('a client that disconnects while congested is simply forgotten', async (t) => {
@@ -65,10 +63,12 @@ t.test('a client that disconnects while congested is simply forgotten', async (t
   t.teardown(async () => { await app.close(); await db.destroy() })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const socket = new WebSocket(address.replace('http', 'ws') + '/ws/subscribe', { headers: { authorization: 'Bearer 1' } })
-  const subscribed = new Promise((resolve) => socket.once('message', resolve))
-  await new Promise((resolve) => socket.once('open', resolve))
-  socket.send(JSON.stringify({ type: 'subscribe', id: 'all', model: table, action: 'list' }))
-  await subscribed
+  const client = new TestClient(socket)
+  await once(socket, 'open')
+  await client.subscribe({ id: 'all', model: table, action: 'list' })
+  // the drain check is a timer: on this clock it fires only when the test says
+  const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'] })
+  t.teardown(() => { clock.uninstall() })
   const raw = (socket as unknown as { _socket: { pause: () => void } })._socket
   raw.pause()
   const big = 'x'.repeat(256 * 1024)
@@ -77,9 +77,10 @@ t.test('a client that disconnects while congested is simply forgotten', async (t
     await app.realtime.settled()
   }
   const resyncsBefore = app.realtime.stats().resyncsSent
+  t.ok(app.realtime.stats().resyncsSent === resyncsBefore && resyncsBefore === 0, 'congested, and not yet drained')
   socket.terminate()
-  while (app.realtime.stats().connections > 0) await new Promise((resolve) => setTimeout(resolve, 10))
-  await new Promise((resolve) => setTimeout(resolve, 100)) // past the drain watcher's next look
+  await eventually(() => app.realtime.stats().connections === 0)
+  clock.tick(1000) // well past any drain check still pending
   t.equal(app.realtime.stats().subscriptions, 0)
   t.equal(app.realtime.stats().resyncsSent, resyncsBefore, 'nothing is resynced to a closed socket')
 })

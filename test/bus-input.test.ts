@@ -21,7 +21,8 @@ import { QuerysetView } from '../lib/subscriptions/view.js'
 import { NativeSubscriber } from '../lib/ws/frames-out.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, postgres, postgresAvailable, sqlite, uniqueName } from './helpers/db.js'
-import { REDIS_URL, eventually, recordingLogger, redisAvailable, redisClient } from './helpers/redis.js'
+import { eventually } from './helpers/eventually.js'
+import { REDIS_URL, recordingLogger, redisAvailable, redisClient } from './helpers/redis.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
 t.test('messages are classified before anything uses them', async (t) => {

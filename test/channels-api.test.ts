@@ -17,6 +17,7 @@ import type { Subscription } from '../lib/subscriptions/subscription.js'
 import type { ConnectionContext } from '../lib/ws/connection.js'
 import { SocketSubscriptions } from '../lib/ws/socket-subscriptions.js'
 import { sqlite, uniqueName } from './helpers/db.js'
+import { eventually } from './helpers/eventually.js'
 import { TestClient } from './helpers/ws-client.js'
 
 interface User { id: number, admin: boolean }
@@ -348,7 +349,7 @@ t.test('subscribe delivers channels-api events, re-checked per subscriber', asyn
   // closing the socket releases every subscription
   t.ok(app.realtime.stats().subscriptions > 0)
   client.close()
-  await waitFor(() => app.realtime.stats().subscriptions === 0)
+  await eventually(() => app.realtime.stats().subscriptions === 0)
   t.equal(app.realtime.stats().subscriptions, 0)
 })
 
@@ -384,25 +385,22 @@ t.test('a socket closed or an unsubscribe sent while subscribing', async (t) => 
   t.match(unsubscribed, { payload: { response_status: 200 } })
   await client.next((f) => (f as unknown as ChannelsFrameOut).payload?.request_id === 'a')
   await app.realtime.settled()
-  await waitFor(() => app.realtime.stats().subscriptions === 0)
+  await eventually(() => app.realtime.stats().subscriptions === 0, 'the unsubscribe')
   t.equal(app.realtime.stats().subscriptions, 0)
 
   client.send({ stream: 'questions', payload: { action: 'subscribe', data: { action: 'delete' } } })
   await new Promise((resolve) => setImmediate(resolve))
   client.close()
-  await waitFor(() => app.realtime.stats().connections === 0)
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await eventually(() => app.realtime.stats().connections === 0, 'the socket closing')
+  // a barrier, not a pause: another socket's subscribe runs the same route on the same (one-connection)
+  // SQLite after the closed socket's, so once it is answered the closed socket's subscribe has settled
+  const barrier = await TestClient.connect(app)
+  t.teardown(() => { barrier.close() })
+  barrier.send({ stream: 'questions', payload: { action: 'subscribe', data: { action: 'delete' }, request_id: 'barrier' } })
+  await barrier.next((f) => (f as unknown as ChannelsFrameOut).payload?.request_id === 'barrier')
   await app.realtime.settled()
-  t.equal(app.realtime.stats().subscriptions, 0)
+  t.equal(app.realtime.stats().subscriptions, 1, "only the barrier's: the closed socket's subscribe left nothing behind")
 })
-
-async function waitFor (condition: () => boolean, timeoutMs = 2000): Promise<void> {
-  const start = Date.now()
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 t.test('a congested socket gets a resync event once it drains', async (t) => {
   const { app, db, table } = await build({ maxBufferedBytes: 64 * 1024 })
@@ -414,7 +412,7 @@ t.test('a congested socket gets a resync event once it drains', async (t) => {
   socket.on('message', (data) => { frames.push(JSON.parse(String(data)) as ChannelsFrameOut) })
   await new Promise((resolve) => socket.once('open', resolve))
   socket.send(JSON.stringify({ stream: 'questions', payload: { action: 'subscribe', pk: 1, data: { action: 'update' } } }))
-  await waitFor(() => frames.length === 1)
+  await eventually(() => frames.length === 1)
   t.equal(frames[0]?.payload.response_status, 200)
   const raw = (socket as unknown as { _socket: { pause: () => void, resume: () => void } })._socket
   raw.pause()
@@ -424,7 +422,7 @@ t.test('a congested socket gets a resync event once it drains', async (t) => {
     await app.realtime.settled()
   }
   raw.resume()
-  await waitFor(() => frames.some((frame) => frame.payload.action === 'resync'), 20000)
+  await eventually(() => frames.some((frame) => frame.payload.action === 'resync'), 'the resync event', 20_000)
   const resync = frames.find((frame) => frame.payload.action === 'resync')
   t.match(resync, { stream: 'questions', payload: { action: 'resync', pk: 1, model: table, data: { id: 1, question_text: /^59:/ } } })
   socket.close()

@@ -4,6 +4,7 @@
  * frames a healthy server never sends.
  */
 import type { AddressInfo } from 'node:net'
+import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import {
@@ -182,11 +183,13 @@ t.test('against a real server', async (t) => {
     await second.app.listen({ port: 0, host: '127.0.0.1' })
     const port = (second.app.server.address() as AddressInfo).port
     const closes: number[] = []
-    const client = new RestLiveClient(`ws://127.0.0.1:${port}/ws/subscribe`, { WebSocket: authedWebSocket(1), onClose: (code) => { closes.push(code) } })
+    let closed: () => void = () => {}
+    const closedOnce = new Promise<void>((resolve) => { closed = resolve })
+    const client = new RestLiveClient(`ws://127.0.0.1:${port}/ws/subscribe`, { WebSocket: authedWebSocket(1), onClose: (code) => { closes.push(code); closed() } })
     await client.subscribe({ model: table2, action: 'list' }).ready
     await second.app.close()
     await db2.destroy()
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await closedOnce
     t.same(closes, [1001])
     t.equal(client.status, 'closed')
   })
@@ -286,7 +289,10 @@ t.test('against a scripted socket', async (t) => {
     ScriptedSocket.last.open()
     ScriptedSocket.last.receive('not json')
     ScriptedSocket.last.receive({ type: 'error', id: null, code: 429, message: 'slow down' })
-    t.pass('without onError, stray errors are dropped')
+    t.equal(quiet.status, 'open', 'without onError, stray errors are dropped: the client stays open')
+    const answered = quiet.request('GET', '/tasks')
+    ScriptedSocket.last.receive({ type: 'response', id: 1, status: 200, body: [] })
+    t.same(await answered, { status: 200, body: [] }, 'and keeps answering')
     quiet.close()
   })
 
@@ -341,6 +347,9 @@ t.test('against a scripted socket', async (t) => {
   })
 
   t.test('with reconnect, views are re-subscribed and requests not yet sent go out', async (t) => {
+    // the reconnect waits are the client's setTimeout: the test moves the clock instead of waiting
+    const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'] })
+    t.teardown(() => { clock.uninstall() })
     const opens: number[] = []
     const errors: RestLiveError[] = []
     const live = new RestLiveClient('ws://scripted', { WebSocket: ScriptedSocket, reconnect: 5, onOpen: () => { opens.push(ScriptedSocket.made.length) } })
@@ -359,12 +368,16 @@ t.test('against a scripted socket', async (t) => {
     dropped.unsubscribe() // while disconnected: nothing to send
     const queued = live.request('DELETE', '/tasks/1')
 
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    clock.tick(4)
+    t.equal(ScriptedSocket.last, first, 'not before the reconnect delay')
+    clock.tick(1)
     const second = ScriptedSocket.last
     t.not(second, first)
     t.equal(second.url, 'ws://scripted')
     second.drop(1006) // the first attempt fails: the wait doubles
-    await new Promise((resolve) => setTimeout(resolve, 30))
+    clock.tick(9)
+    t.equal(ScriptedSocket.last, second, 'the second wait is twice the first')
+    clock.tick(1)
     const third = ScriptedSocket.last
     t.not(third, second)
     third.open()
@@ -384,7 +397,7 @@ t.test('against a scripted socket', async (t) => {
 
     third.drop(1006)
     live.close() // while waiting to reconnect
-    await new Promise((resolve) => setTimeout(resolve, 20))
+    clock.runAll()
     t.equal(ScriptedSocket.made.length, 3, 'no reconnect after close()')
     t.equal(kept.active, false)
   })

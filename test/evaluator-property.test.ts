@@ -1,13 +1,15 @@
 /**
  * The in-memory evaluator against the database itself: random rows, random
- * filters (seeded, so every run is the same), on SQLite and PostgreSQL. For
- * every row the evaluator decides, its answer must be the database's.
+ * filters, on SQLite and PostgreSQL. For every row the evaluator decides, its
+ * answer must be the database's. Seeds: test/helpers/seeds.ts (each run prints
+ * the TEST_SEED that replays it).
  */
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
 import { compileQueryset } from '../lib/matcher/evaluator.js'
 import type { Row } from '../lib/types.js'
 import { connect, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
+import { seedsFor } from './helpers/seeds.js'
 
 const CASES = 300
 const ROWS = 40
@@ -165,8 +167,11 @@ async function property (t: Test, dialect: Dialect, seed: number): Promise<void>
 const dialects: Dialect[] = ['sqlite']
 if (await postgresAvailable()) dialects.push('postgres')
 
-for (const [n, dialect] of dialects.entries()) {
-  t.test(`${dialect}: evaluator = database`, async (t) => {
-    await property(t, dialect, 20240601 + n)
-  })
+const seeds = seedsFor(t)
+for (const dialect of dialects) {
+  for (const seed of seeds) {
+    t.test(`${dialect}: evaluator = database (seed ${seed})`, async (t) => {
+      await property(t, dialect, seed)
+    })
+  }
 }

@@ -5,8 +5,8 @@
  * names, lone surrogates, control characters), huge numbers, deep nesting and
  * oversized frames, over a real socket to the tasks app.
  *
- * Reproduce a run with FUZZ_SEED=<seed printed below>; FUZZ_RUNS changes how
- * many frames are sent.
+ * Seeds come from test/helpers/seeds.ts: replay a run with TEST_SEED=<seed
+ * printed below>; FUZZ_RUNS changes how many frames each seed sends.
  */
 import { Writable } from 'node:stream'
 import fc from 'fast-check'
@@ -14,9 +14,9 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import { buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { seedsFor } from './helpers/seeds.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20_035)
 const RUNS = Number(process.env.FUZZ_RUNS ?? 2000)
 
 /** One thing to send: a text frame, or a binary one. */
@@ -212,7 +212,8 @@ t.test('each kind of input that used to fail with 500 is a 400 naming the proble
 })
 
 t.test('fuzzed frames are answered with 4xx or served, never with 500', async (t) => {
-  t.comment(`FUZZ_SEED=${SEED} FUZZ_RUNS=${RUNS}`)
+  const seeds = seedsFor(t)
+  t.comment(`FUZZ_RUNS=${RUNS}`)
   const db = sqlite()
   const table = uniqueName('tasks')
   await createTasksTable(db, table)
@@ -228,16 +229,18 @@ t.test('fuzzed frames are answered with 4xx or served, never with 500', async (t
   const client = new TestClient(socket)
   t.teardown(() => { client.close() })
 
-  const failures: Array<{ sent: string, answer: Frame }> = []
-  for (const sent of fc.sample(frames(table), { seed: SEED, numRuns: RUNS })) {
-    const answered = client.next(isAnswer)
-    if ('binary' in sent) socket.send(Buffer.from(sent.binary), { binary: true })
-    else socket.send(sent.text)
-    const answer = await answered.catch((err: Error) => { throw new Error(`no answer to ${JSON.stringify(sent).slice(0, 300)}: ${err.message.slice(0, 300)}`) })
-    if (statusOf(answer) === 500) failures.push({ sent: JSON.stringify(sent).slice(0, 300), answer })
+  const failures: Array<{ seed: number, sent: string, answer: Frame }> = []
+  for (const seed of seeds) {
+    for (const sent of fc.sample(frames(table), { seed, numRuns: RUNS })) {
+      const answered = client.next(isAnswer)
+      if ('binary' in sent) socket.send(Buffer.from(sent.binary), { binary: true })
+      else socket.send(sent.text)
+      const answer = await answered.catch((err: Error) => { throw new Error(`no answer to ${JSON.stringify(sent).slice(0, 300)} (seed ${seed}): ${err.message.slice(0, 300)}`) })
+      if (statusOf(answer) === 500) failures.push({ seed, sent: JSON.stringify(sent).slice(0, 300), answer })
+    }
   }
 
-  t.same(failures, [], `no frame fails with 500 (seed ${SEED})`)
+  t.same(failures, [], `no frame fails with 500 (seeds ${seeds.join(', ')})`)
   t.same(logs.filter((line) => line.level >= 50), [], 'nothing is logged as an error')
   t.equal(client.closed, undefined, 'the socket survives it all')
   const after = await client.request('GET', '/tasks')

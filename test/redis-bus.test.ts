@@ -3,6 +3,7 @@
  * reference-counted interest, gaps, reconnects, dropped publishes and
  * startup failures, against the machine's real Redis.
  */
+import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
 import { Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
@@ -11,8 +12,9 @@ import { ChannelInterest } from '../lib/bus/redis-interest.js'
 import { decodeEnvelope, InboundSequences, OutboundSequences } from '../lib/bus/redis-sequence.js'
 import { uniqueName } from './helpers/db.js'
 import {
-  REDIS_URL, RedisProxy, eventually, killClients, recordingLogger, redisAvailable, redisClient, silentServer, subscriberCount
+  REDIS_URL, RedisProxy, killClients, recordingLogger, redisAvailable, redisClient, silentServer, subscriberCount
 } from './helpers/redis.js'
+import { eventually } from './helpers/eventually.js'
 
 interface Heard { events: ChangeEvent[], gaps: Array<string[] | null> }
 
@@ -229,12 +231,17 @@ t.test('against Redis', { skip: redisUp ? false : 'Redis is not running' }, asyn
     const logger = recordingLogger()
     const bus = await createRedisBus({ redis: { host: new URL(REDIS_URL).hostname, port: Number(new URL(REDIS_URL).port || 6379) }, channelPrefix: prefix, listener, log: logger.log })
     await bus.follow('tasks')
+    // ioredis waits on setTimeout before reconnecting: on this clock, only when the test says
+    const clock = FakeTimers.install({ toFake: ['setTimeout', 'clearTimeout'] })
+    t.teardown(() => { clock.uninstall() })
     t.equal(await killClients(admin, `${prefix}:${bus.nodeId}:sub`), 1)
     await eventually(() => logger.messages('warn').length === 1)
+    t.ok(clock.countTimers() > 0, 'a reconnect is waiting')
     await bus.close()
     await bus.close()
     await bus.publish(change('tasks', 1))
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // a reconnect close() had left waiting would start now; it would re-subscribe and report a gap
+    clock.runAll()
     t.same(listener.gaps, [], 'no reconnect after close')
     t.same(await admin.pubsub('CHANNELS', `${prefix}:*`), [])
   })

@@ -12,6 +12,7 @@ import restLive from '../lib/index.js'
 import { buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
+import { eventually } from './helpers/eventually.js'
 
 async function tasksApp (t: { teardown: (fn: () => unknown) => void }): Promise<{ app: FastifyInstance, db: Knex, table: string }> {
   const db = sqlite()
@@ -171,9 +172,9 @@ t.test('a request still runs when its socket closes first', async (t) => {
   client.send({ type: 'request', id: 1, method: 'POST', path: '/slow', body: {} })
   await waiting
   client.close()
-  while (app.realtime.stats().connections > 0) await new Promise((resolve) => setImmediate(resolve))
+  await eventually(() => app.realtime.stats().connections === 0, 'the socket closing')
   open()
-  while ((await db(table).select()).length === 0) await new Promise((resolve) => setImmediate(resolve))
+  await eventually(async () => (await db(table).select()).length > 0, 'the write')
   t.match(await db(table).select(), [{ title: 'slow' }], 'the write happened, like an HTTP request whose client hung up')
   t.same(client.frames, [], 'and nothing was sent to the closed socket')
 })

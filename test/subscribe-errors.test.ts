@@ -12,6 +12,7 @@ import restLive, { errors, type RestLiveOptions } from '../lib/index.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
+import { eventually } from './helpers/eventually.js'
 
 /** What these helpers need of a tap test: somewhere to hang cleanup. */
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -421,7 +422,7 @@ t.test('unsubscribe or close while a subscription is still being made', async (t
     await gate.reached
     t.equal(gated.realtime.stats().connections, 1)
     client.close()
-    while (gated.realtime.stats().connections > 0) await new Promise((resolve) => setImmediate(resolve))
+    await eventually(() => gated.realtime.stats().connections === 0, 'the socket closing')
     gate.open()
     await gated.realtime.settled()
     const probe = await TestClient.connect(gated)

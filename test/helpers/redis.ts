@@ -55,15 +55,6 @@ export async function subscriberCount (client: Redis, channel: string): Promise<
   return Number(reply[1])
 }
 
-/** Polls `check` until it holds (or fails after `timeoutMs`). */
-export async function eventually (check: () => Promise<boolean> | boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
-
 /** A logger that keeps what it is told, for asserting on warnings. */
 export interface LogRecord { level: string, obj: unknown, msg: string | undefined }
 export function recordingLogger (): { log: FastifyBaseLogger, records: LogRecord[], messages: (level: string) => string[] } {

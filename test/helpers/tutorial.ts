@@ -1,67 +1,44 @@
 /**
  * Runs the tutorial's examples (examples/tutorial) as a reader would: each
- * section's file as its own `node` process, against this checkout's lib/
- * (compiled to JavaScript once, in a temp dir) and SQLite or PostgreSQL.
+ * section's file as its own plain `node` process (none of tap's
+ * instrumentation), against this checkout's lib/ and SQLite or PostgreSQL.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
-import ts from 'typescript'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
 import { DATABASE_URL, postgres, type Dialect } from './db.js'
 
 export const tutorialDir = fileURLToPath(new URL('../../examples/tutorial/', import.meta.url))
-const libDir = fileURLToPath(new URL('../../lib/', import.meta.url))
-const cacheDir = fileURLToPath(new URL('../../node_modules/.cache/fastify-rest-live/', import.meta.url))
 const resolveSelf = fileURLToPath(new URL('./resolve-self.mjs', import.meta.url))
+// lib/ as JavaScript, from the compiled files `npm test` keeps (no build step, no compiler in the child)
+const tsLoader = fileURLToPath(new URL('./ts-loader.mjs', import.meta.url))
 
 /** How long a child may take to start or answer: generous, the machine may be busy. */
 const PATIENCE_MS = 60_000
 
-/** lib/ as `npm run build` would emit it (types stripped, no type-check), in `dir`. */
-export async function compileLib (dir: string): Promise<void> {
-  for (const entry of await readdir(libDir, { recursive: true })) {
-    if (!entry.endsWith('.ts') || entry.endsWith('.d.ts')) continue
-    const source = await readFile(join(libDir, entry), 'utf8')
-    const output = ts.transpileModule(source, {
-      fileName: entry,
-      compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022, verbatimModuleSyntax: false }
-    }).outputText
-    const target = join(dir, entry.replace(/\.ts$/, '.js'))
-    await mkdir(dirname(target), { recursive: true })
-    await writeFile(target, output)
-  }
-  await writeFile(join(dir, 'package.json'), '{ "type": "module" }\n')
-}
-
-/** A scratch directory with the compiled package; removed by `cleanup`. */
+/** A scratch directory for the sections' SQLite files; removed by `cleanup`. */
 export interface Workspace {
   dir: string
-  /** Environment for a child: the compiled package, and nothing of tap's. */
+  /** Environment for a child: this checkout's lib/ as the package, and nothing of tap's. */
   env: (extra: Record<string, string>) => NodeJS.ProcessEnv
   cleanup: () => Promise<void>
 }
 
 export async function workspace (): Promise<Workspace> {
-  // inside the checkout, so the compiled package finds its dependencies in node_modules
-  await mkdir(cacheDir, { recursive: true })
-  const dir = await mkdtemp(join(cacheDir, 'tutorial-'))
-  await compileLib(join(dir, 'lib'))
+  const dir = await mkdtemp(join(tmpdir(), 'rest-live-tutorial-'))
   const env = (extra: Record<string, string>): NodeJS.ProcessEnv => {
     const base: NodeJS.ProcessEnv = {}
-    // no tap loaders or coverage hooks in the examples: they are plain JavaScript
     for (const [key, value] of Object.entries(process.env)) {
       if (!/^(NODE_OPTIONS|NODE_V8_COVERAGE|TAP|_TAPJS|TS_NODE|DATABASE_URL|SQLITE_FILE)/.test(key)) base[key] = value
     }
     return {
       ...base,
-      // tap's process tracking still wraps the child (it re-adds its loader to NODE_OPTIONS): this
-      // turns its coverage off there, so the examples, run as a reader runs them, are not measured
-      _TAPJS_PROCESSINFO_COVERAGE_: '0',
-      REST_LIVE_LIB_URL: pathToFileURL(join(dir, 'lib', 'index.js')).href,
-      REST_LIVE_CLIENT_URL: pathToFileURL(join(dir, 'lib', 'client', 'index.js')).href,
+      REST_LIVE_LIB_URL: new URL('../../lib/index.ts', import.meta.url).href,
+      REST_LIVE_CLIENT_URL: new URL('../../lib/client/index.ts', import.meta.url).href,
       HOST: '127.0.0.1',
       PORT: '0',
       ...extra
@@ -107,7 +84,10 @@ export interface Server {
 }
 
 function launch (file: string, args: string[], env: NodeJS.ProcessEnv): { child: ChildProcess, output: () => string } {
-  const child = spawn(process.execPath, ['--import', resolveSelf, file, ...args], { cwd: tutorialDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  // tap's process tracking puts its loader back into NODE_OPTIONS of every child it sees spawned
+  // (about a second of CPU each, and coverage hooks in the examples): `env -u` takes it out again
+  const node = ['env', '-u', 'NODE_OPTIONS', process.execPath, '--import', tsLoader, '--import', resolveSelf, file, ...args]
+  const child = spawn(node[0] as string, node.slice(1), { cwd: tutorialDir, env, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { output += chunk })
