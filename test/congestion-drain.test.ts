@@ -27,6 +27,10 @@ class StandInSocket extends EventEmitter {
     return this.#buffered
   }
 
+  get buffered (): number {
+    return this.#buffered
+  }
+
   set buffered (bytes: number) {
     this.#buffered = bytes
   }

@@ -207,7 +207,13 @@ export class ChannelsSession implements ConnectionExtra {
     })
     const id = `channels:${++subscriptionCounter}`
     const grant = revoker.grant({
-      id, protocol: 'channels', url, socket: this.#connection.requester, requester, authorization: authorized, generation,
+      id,
+      protocol: 'channels',
+      url,
+      socket: this.#connection.requester,
+      requester,
+      authorization: authorized,
+      generation,
       channels: { stream: resource.stream, action, pk },
       end: (err) => { this.#revoked(resource, action, pk, err) }
     })

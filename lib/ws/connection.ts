@@ -273,7 +273,13 @@ export class Connection implements Subscriber {
       view: this.#ctx.view(authorized),
       snapshot: frame.snapshot === true,
       grant: revoker.grant({
-        id: frame.id, protocol: 'native', url, socket: this.requester, requester: this.requester, authorization: authorized, generation,
+        id: frame.id,
+        protocol: 'native',
+        url,
+        socket: this.requester,
+        requester: this.requester,
+        authorization: authorized,
+        generation,
         end: (err) => { this.#revoked(frame.id, err) }
       })
     }

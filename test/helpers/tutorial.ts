@@ -229,4 +229,3 @@ export class Socket {
     this.socket.terminate()
   }
 }
-
