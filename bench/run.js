@@ -257,10 +257,17 @@ async function main () {
   results.machine = { cpus: cpus().length, cpu: cpus()[0]?.model, memoryGB: Math.round(totalmem() / 2 ** 30), platform: `${process.platform} ${process.arch}`, node: process.version, date: new Date().toISOString() }
   results.versions = {
     'fastify-rest-live': JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version,
-    fastify: version('fastify', root), ws: version('ws', root), knex: version('knex', root), 'better-sqlite3': version('better-sqlite3', root),
-    'socket.io': version('socket.io'), '@socket.io/redis-adapter': version('@socket.io/redis-adapter'),
-    mercurius: version('mercurius'), 'mqemitter-redis': version('mqemitter-redis'),
-    '@feathersjs/feathers': version('@feathersjs/feathers'), '@feathersjs/knex': version('@feathersjs/knex'), 'feathers-sync': version('feathers-sync')
+    fastify: version('fastify', root),
+    ws: version('ws', root),
+    knex: version('knex', root),
+    'better-sqlite3': version('better-sqlite3', root),
+    'socket.io': version('socket.io'),
+    '@socket.io/redis-adapter': version('@socket.io/redis-adapter'),
+    mercurius: version('mercurius'),
+    'mqemitter-redis': version('mqemitter-redis'),
+    '@feathersjs/feathers': version('@feathersjs/feathers'),
+    '@feathersjs/knex': version('@feathersjs/knex'),
+    'feathers-sync': version('feathers-sync')
   }
   const w = results.workloads
   Object.assign(w, { fanOut: {}, distinct: {}, unsupported: {}, twoNodes: {}, memory: undefined })

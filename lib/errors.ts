@@ -57,7 +57,8 @@ export const RedisConnectError = createError<[string, string]>(
   500
 )
 
-export const KnexCapturedElsewhereError = createError(
+// no arguments: the default argument list is [any?, any?, any?]
+export const KnexCapturedElsewhereError = createError<[]>(
   'FST_REST_LIVE_KNEX_CAPTURED_ELSEWHERE',
   'fastify-rest-live: this Knex instance is already captured by another copy of fastify-rest-live (a different version in node_modules); install one copy (npm ls fastify-rest-live, then npm dedupe), or give each copy its own Knex instance',
   500
@@ -81,7 +82,13 @@ export const MissingQuerysetError = createError<[string, string]>(
   'fastify-rest-live: app.realtime.%s() needs config.realtime.queryset on route %s',
   500
 )
-export const InstanceNotFoundError = createError<[string, string, string]>(
+/**
+ * A retrieve found no row: REST's 404 and a subscription's alike, so both name
+ * what was searched the same way, "No tasks instance with slug milk": the
+ * route's model, its lookup field (`config.realtime.lookup`, the primary key
+ * unless set) and the value the request gave for it.
+ */
+export const InstanceNotFoundError = createError<[model: string, lookupField: string, value: string]>(
   'FST_REST_LIVE_NOT_FOUND',
   'No %s instance with %s %s',
   404

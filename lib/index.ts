@@ -178,7 +178,6 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     registry.checkResponses()
     // and read the foreign keys that reach their tables
     await target.ready(options.knex)
-    await bus.ready()
   })
 }
 

@@ -47,7 +47,7 @@ export interface ResolvedOptions {
   expiresAt: ExpiresAt | undefined
 }
 
-export const defaults = {
+const defaults = {
   path: '/ws/subscribe',
   channelPrefix: 'rest-live',
   maxPayload: 64 * 1024,

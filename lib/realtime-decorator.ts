@@ -2,6 +2,7 @@
  * `app.realtime`: the handler helpers (list / retrieve run the route's queryset,
  * so handlers don't repeat it), publish for writes made outside Knex, and stats.
  */
+import { Type } from '@sinclair/typebox'
 import type { FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import type { Bus } from './bus/bus.js'
@@ -10,7 +11,8 @@ import type { QuerysetCheck } from './registry/queryset-check.js'
 import { lookupColumn, type RealtimeRoute, type RouteRegistry } from './registry/route-registry.js'
 import { usableKey } from './registry/unkeyed-rows.js'
 import type { Counters } from './stats.js'
-import type { RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
+import type { RealtimeDecorator, RealtimeStats, Row } from './types.js'
+import { FieldsCheck } from './validation.js'
 
 export interface DecoratorDeps {
   registry: RouteRegistry
@@ -26,7 +28,12 @@ export interface DecoratorDeps {
   reauthorize: RealtimeDecorator['reauthorize']
 }
 
-const ops = new Set<WriteOp>(['insert', 'update', 'delete'])
+// publish()'s arguments, checked as an object keyed by parameter name so that a failure names the argument
+const publishCheck = new FieldsCheck('publish() argument', {
+  model: { schema: Type.String({ minLength: 1 }), must: "must be a table name like 'tasks'" },
+  op: { schema: Type.Union([Type.Literal('insert'), Type.Literal('update'), Type.Literal('delete')]), must: "must be 'insert', 'update' or 'delete'" },
+  rows: { schema: Type.Array(Type.Unknown()), must: (model) => `must be an array of the rows of '${model}' that changed, each with its primary key` }
+})
 
 export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator {
   function routeOf (request: FastifyRequest, helper: string): RealtimeRoute & { queryset: NonNullable<RealtimeRoute['queryset']> } {
@@ -72,9 +79,8 @@ export function createRealtimeDecorator (deps: DecoratorDeps): RealtimeDecorator
     },
 
     async publish (model, op, rows) {
-      if (typeof model !== 'string' || model === '') throw new InvalidPublishError('model must be a table name')
-      if (!ops.has(op)) throw new InvalidPublishError(`op must be 'insert', 'update' or 'delete', got ${JSON.stringify(op)}`)
-      if (!Array.isArray(rows)) throw new InvalidPublishError('rows must be an array of rows, each with its primary key')
+      const problem = publishCheck.problem({ model, op, rows }, String(model))
+      if (problem !== undefined) throw new InvalidPublishError(`${problem.field} ${problem.detail}`)
       const pk = deps.registry.pkOf(model) ?? 'id'
       // a NULL key would make every such row one row to subscribers (registry/unkeyed-rows.ts)
       const missing = rows.findIndex((row) => row === null || typeof row !== 'object' || !usableKey((row as Row)[pk]))

@@ -12,8 +12,17 @@ export type Row = Record<string, unknown>
 /** The kind of write a change event reports. */
 export type WriteOp = 'insert' | 'update' | 'delete'
 
-/** What a GET route puts in `config.realtime` to become subscribable. */
-export interface RealtimeRouteConfig {
+/**
+ * What a GET route puts in `config.realtime` to become subscribable: the
+ * table it follows (`model`), a `queryset`, or both.
+ */
+export type RealtimeRouteConfig = RealtimeRouteFields & ({ model: string } | { queryset: Queryset })
+
+/** The rows a request may see, as a Knex query builder on the route's table. */
+type Queryset = (request: FastifyRequest) => Knex.QueryBuilder
+
+/** The fields of `config.realtime`; see `RealtimeRouteConfig` for which are required. */
+interface RealtimeRouteFields {
   /**
    * The table whose changes this route follows. May be left out when the
    * queryset takes no request (`() => db('tasks')`): it is then the table the
@@ -26,7 +35,7 @@ export interface RealtimeRouteConfig {
    * never sent a row REST would not return to it. Without it, the plugin re-runs
    * the whole route for subscribers when the model changes (slower).
    */
-  queryset?: (request: FastifyRequest) => Knex.QueryBuilder
+  queryset?: Queryset
   /**
    * The column a retrieve finds its instance by, and the route parameter that
    * carries it (DRF's `lookup_field`; default `'id'`). A subscription finds the

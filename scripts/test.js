@@ -1,6 +1,6 @@
 /**
- * `npm test` runs this after the type-check: tap, with its 100% coverage gate
- * when the suite can run whole.
+ * `npm test` runs this last, after the lint, the type-check and the type tests:
+ * tap, with its 100% coverage gate when the suite can run whole.
  *
  * Tests that need PostgreSQL or Redis skip themselves when the server does not
  * answer, which leaves code uncovered. So:

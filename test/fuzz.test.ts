@@ -145,8 +145,8 @@ function frames (table: string): fc.Arbitrary<Sent> {
   const protoKeys = fc.constantFrom(
     `{"type":"subscribe","id":8,"model":"${table}","action":"list","view_kwargs":{"__proto__":{"id":1}}}`,
     `{"type":"subscribe","id":9,"model":"${table}","action":"retrieve","lookup_by":1,"__proto__":{"path":"/tasks"}}`,
-    `{"stream":"tasks","payload":{"action":"update","pk":1,"data":{"__proto__":{"title":"x"},"constructor":{"prototype":{"done":true}}},"request_id":10}}`,
-    `{"type":"request","id":11,"method":"POST","path":"/tasks","body":{"title":"t","__proto__":{"owner_id":2}}}`
+    '{"stream":"tasks","payload":{"action":"update","pk":1,"data":{"__proto__":{"title":"x"},"constructor":{"prototype":{"done":true}}},"request_id":10}}',
+    '{"type":"request","id":11,"method":"POST","path":"/tasks","body":{"title":"t","__proto__":{"owner_id":2}}}'
   ).map((text): Sent => ({ text }))
   const garbage = fc.oneof(fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 40 })).map((text): Sent => ({ text }))
   const oversized = fc.integer({ min: 64 * 1024 + 1, max: 80 * 1024 }).map((size): Sent => ({ text: `{"type":"request","id":12,"method":"GET","path":"/tasks","body":"${'x'.repeat(size)}"}` }))

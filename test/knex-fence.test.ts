@@ -42,7 +42,7 @@ t.test('only the fence touches Knex internals', async (t) => {
   t.same(found, [], `every private access of Knex is in ${FENCE}`)
   const fence = await readFile(join(root, FENCE), 'utf8')
   t.match(fence, /_statements/, 'the pattern finds what it looks for')
-  t.ok(internal.test("builder._single"))
+  t.ok(internal.test('builder._single'))
 })
 
 /** The FROM clause Knex (PostgreSQL) writes for a table reference, as the parser read it. */

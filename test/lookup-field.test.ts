@@ -45,7 +45,6 @@ else t.comment('PostgreSQL is not reachable: running the SQLite half only')
 
 for (const dialect of dialects) {
   t.test(dialect, async (t) => {
-
     t.test('REST retrieves by the lookup column and names it in a 404', async (t) => {
       const { app, db, table } = await todosApp(t, dialect)
       await db(table).insert([{ text: 'milk' }, { text: 'eggs' }])

@@ -125,7 +125,7 @@ t.test('route discovery', async (t) => {
     ['no model, a queryset of the request', { queryset: (request: unknown) => db(table).where('owner_id', (request as { id: number }).id) }, /'model' is needed when the queryset takes the request/],
     ['empty model', { model: '' }, /'model' must be the name of the table/],
     ['queryset not a function', { model: table, queryset: 'select * from tasks' }, /'queryset' must be a function/],
-    ['unknown key', { model: table, querySet: () => db(table) }, /unknown key 'querySet' \(known: model, queryset, lookup, pk, expiresAt\)/],
+    ['unknown key', { model: table, querySet: () => db(table) }, /'querySet' is not a config\.realtime key \(known: model, queryset, lookup, pk, expiresAt\)/],
     ['empty lookup', { model: table, lookup: '' }, /'lookup' must be a non-empty string/],
     ['pk not a string', { model: table, pk: 1 }, /'pk' must be a non-empty string/],
     ['expiresAt not a function', { model: table, expiresAt: 3600 }, /'expiresAt' must be a function \(request\) => Date \| number \| undefined/],

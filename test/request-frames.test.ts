@@ -186,10 +186,10 @@ t.test('frames that arrive while the server shuts down get a 500, not silence', 
   t.teardown(async () => { await db.destroy() })
   const app = Fastify()
   let answers: Promise<unknown> = Promise.resolve()
-  let client: TestClient | undefined
+  let client: TestClient | null = null
   // runs before the plugin's own preClose, which closes the sockets: Fastify already refuses new requests
   app.addHook('preClose', async () => {
-    if (client === undefined) return
+    if (client === null) return
     const socket = client
     answers = Promise.all([
       socket.request('GET', '/tasks'),

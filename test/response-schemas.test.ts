@@ -157,24 +157,26 @@ const withPostgres = await postgresAvailable()
 if (!withPostgres) t.comment('PostgreSQL is not reachable: running the SQLite half only')
 
 checkForms('sqlite')
-if (withPostgres) t.test('postgres', async (t) => {
+if (withPostgres) {
+  t.test('postgres', async (t) => {
   // the two forms that differ most from a raw row: a shared array by $ref, a content map
-  for (const form of forms.filter((f) => f.name.startsWith('$ref array') || f.name.startsWith("content map with 'application"))) {
-    await t.test(form.name, async (t) => {
-      const { app, db, table } = await formApp(t, 'postgres', form)
-      await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }])
-      const client = await TestClient.connect(app)
-      t.teardown(() => { client.close() })
-      const list = await client.subscribe({ id: 'l', path: '/tasks', snapshot: true })
-      const listText = fieldText(t, client, list, 'data')
-      t.equal(listText, await restBody(app, '/tasks'))
-      await db(table).insert({ title: 'c', owner_id: 2 })
-      const created = await client.next((frame) => frame.type === 'broadcast' && frame.id === 'l')
-      t.equal(await restBody(app, '/tasks'), `${listText.slice(0, -1)},${fieldText(t, client, created, 'instance')}]`)
-      t.notMatch(client.frames.map((frame) => client.raw(frame)).join('\n'), /secret|hunter2/)
-    })
-  }
-})
+    for (const form of forms.filter((f) => f.name.startsWith('$ref array') || f.name.startsWith("content map with 'application"))) {
+      await t.test(form.name, async (t) => {
+        const { app, db, table } = await formApp(t, 'postgres', form)
+        await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }])
+        const client = await TestClient.connect(app)
+        t.teardown(() => { client.close() })
+        const list = await client.subscribe({ id: 'l', path: '/tasks', snapshot: true })
+        const listText = fieldText(t, client, list, 'data')
+        t.equal(listText, await restBody(app, '/tasks'))
+        await db(table).insert({ title: 'c', owner_id: 2 })
+        const created = await client.next((frame) => frame.type === 'broadcast' && frame.id === 'l')
+        t.equal(await restBody(app, '/tasks'), `${listText.slice(0, -1)},${fieldText(t, client, created, 'instance')}]`)
+        t.notMatch(client.frames.map((frame) => client.raw(frame)).join('\n'), /secret|hunter2/)
+      })
+    }
+  })
+}
 
 t.test("a refetch route's frames are its own answer's bytes", async (t) => {
   const pretty = async (t: Test, dialect: Dialect, body: (table: string, db: Knex) => Promise<string>): Promise<void> => {
@@ -220,12 +222,14 @@ t.test("a refetch route's frames are its own answer's bytes", async (t) => {
   await t.test('sqlite, a pretty-printed answer', async (t) => {
     await pretty(t, 'sqlite', async (table, db) => JSON.stringify(await db(table).select('id', 'title').orderBy('id'), null, 2))
   })
-  if (withPostgres) await t.test('postgres, an answer built by the database (jsonb text)', async (t) => {
-    await pretty(t, 'postgres', async (table, db) => {
-      const result = await db.raw(`select coalesce(jsonb_agg(jsonb_build_object('id', id, 'title', title) order by id), '[]'::jsonb)::text as body from ${table}`) as { rows: Array<{ body: string }> }
-      return (result.rows[0] as { body: string }).body
+  if (withPostgres) {
+    await t.test('postgres, an answer built by the database (jsonb text)', async (t) => {
+      await pretty(t, 'postgres', async (table, db) => {
+        const result = await db.raw(`select coalesce(jsonb_agg(jsonb_build_object('id', id, 'title', title) order by id), '[]'::jsonb)::text as body from ${table}`) as { rows: Array<{ body: string }> }
+        return (result.rows[0] as { body: string }).body
+      })
     })
-  })
+  }
 })
 
 /** The text of each element of a JSON array of objects, for the test's own answers (no braces inside strings). */

@@ -46,7 +46,6 @@ function managerWithBus (): { manager: SubscriptionManager, interest: () => numb
     publish: async () => {},
     follow: async () => { follows++ },
     unfollow: () => { follows-- },
-    ready: async () => {},
     close: async () => {}
   })
   return { manager, interest: () => follows }

@@ -371,7 +371,7 @@ t.test('expiresAt per route; a time already past refuses; a route that accepts e
   t.match(await client.subscribe({ id: 'b', path: '/tasks' }), { type: 'error', code: 401, message: /^credentials expired at / }, 'expired credentials subscribe to nothing')
   expiry = 'soon'
   t.match(await client.subscribe({ id: 'c', path: '/tasks' }), { type: 'error', code: 500, message: /expiresAt\(\) for \/tasks returned "soon"; expected a Date/ })
-  t.match(await client.subscribe({ id: 'd', path: '/plain' }), { type: 'error', code: 500, message: 'internal error' }, "a throwing expiresAt fails the subscribe")
+  t.match(await client.subscribe({ id: 'd', path: '/plain' }), { type: 'error', code: 500, message: 'internal error' }, 'a throwing expiresAt fails the subscribe')
   expiry = null
   t.match(await client.subscribe({ id: 'e', path: '/tasks' }), { type: 'subscribed' })
   expiry = new Date(start + 5000)

@@ -248,33 +248,34 @@ function expectedFailure (err: unknown): void {
 // a fixed seed, and a fresh one each run; SEED=n replays one
 const seeds = process.env.SEED === undefined ? [20240611, Date.now() % 100000] : [Number(process.env.SEED)]
 
-for (const dialect of dialects) for (const seed of seeds) {
-  t.test(`${dialect}: convergence — snapshot + broadcasts equal the REST GET after random writes (seed ${seed})`, async (t) => {
-    t.comment(`rerun with SEED=${seed}`)
-    const rand = random(seed)
-    const pick = <T>(items: T[]): T => items[Math.floor(rand() * items.length)] as T
-    const { app, db, table, user, flush } = await tasksFixture(t, { dialect, prefix: 'sem' })
-    const users = [1, 2, 3]
-    const ids: number[] = []
+for (const dialect of dialects) {
+  for (const seed of seeds) {
+    t.test(`${dialect}: convergence — snapshot + broadcasts equal the REST GET after random writes (seed ${seed})`, async (t) => {
+      t.comment(`rerun with SEED=${seed}`)
+      const rand = random(seed)
+      const pick = <T>(items: T[]): T => items[Math.floor(rand() * items.length)] as T
+      const { app, db, table, user, flush } = await tasksFixture(t, { dialect, prefix: 'sem' })
+      const users = [1, 2, 3]
+      const ids: number[] = []
 
-    const write = async (trx: Knex | Knex.Transaction): Promise<void> => {
-      const roll = rand()
-      if (roll < 0.35 || ids.length === 0) {
-        const [row] = await trx(table).insert({ title: `t${Math.floor(rand() * 1000)}`, owner_id: pick(users), done: rand() < 0.5 }).returning('id') as Array<{ id: number }>
-        ids.push(row?.id as number)
-      } else if (roll < 0.85) {
-        const change = pick([{ done: rand() < 0.5 }, { title: `u${Math.floor(rand() * 1000)}` }, { owner_id: pick(users) }, { secret: `s${rand()}` }])
-        const query = trx(table)
-        if (rand() < 0.8) await query.where({ id: pick(ids) }).update(change)
-        else await query.where('id', '>', pick(ids)).update(change)
-      } else {
-        await trx(table).where({ id: pick(ids) }).del()
+      const write = async (trx: Knex | Knex.Transaction): Promise<void> => {
+        const roll = rand()
+        if (roll < 0.35 || ids.length === 0) {
+          const [row] = await trx(table).insert({ title: `t${Math.floor(rand() * 1000)}`, owner_id: pick(users), done: rand() < 0.5 }).returning('id') as Array<{ id: number }>
+          ids.push(row?.id as number)
+        } else if (roll < 0.85) {
+          const change = pick([{ done: rand() < 0.5 }, { title: `u${Math.floor(rand() * 1000)}` }, { owner_id: pick(users) }, { secret: `s${rand()}` }])
+          const query = trx(table)
+          if (rand() < 0.8) await query.where({ id: pick(ids) }).update(change)
+          else await query.where('id', '>', pick(ids)).update(change)
+        } else {
+          await trx(table).where({ id: pick(ids) }).del()
+        }
       }
-    }
 
-    // subscriptions: lists with and without filters, and retrieves, for several users
-    const clients = new Map<number, TestClient>()
-    for (const userId of users) clients.set(userId, await user(userId))
+      // subscriptions: lists with and without filters, and retrieves, for several users
+      const clients = new Map<number, TestClient>()
+      for (const userId of users) clients.set(userId, await user(userId))
     type Sub = { client: TestClient, userId: number, id: string, url: string, single: boolean }
     const subs: Sub[] = []
     const subscribe = async (userId: number, id: string, frame: Record<string, unknown>, url: string, single = false): Promise<void> => {
@@ -325,7 +326,8 @@ for (const dialect of dialects) for (const seed of seeds) {
       }
     }
     t.ok(app.realtime.stats().broadcastsSent > 0)
-  })
+    })
+  }
 }
 
 t.test('postgres: a re-check that fails resyncs its subscribers instead of leaving them stale', { skip: dialects.includes('postgres') ? false : 'no PostgreSQL' }, async (t) => {

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { buildTasksApp } from './helpers/app.js'
-import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
+import { createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { replayList } from './helpers/replay.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 import { tasksFixture } from './helpers/fixture.js'

@@ -27,7 +27,7 @@ t.test('every code block cut from a file matches the file', async (t) => {
   }
 })
 
-t.test("the install line installs every package the examples import, and sets type: module", async (t) => {
+t.test('the install line installs every package the examples import, and sets type: module', async (t) => {
   const tutorial = await readFile(join(root, 'docs', 'tutorial.md'), 'utf8')
   const install = /## 1\. Install\n([\s\S]*?)\n## 2\./.exec(tutorial)?.[1] ?? ''
   const commands = /```sh\n([\s\S]*?)```/.exec(install)?.[1] ?? ''

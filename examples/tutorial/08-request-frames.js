@@ -7,8 +7,8 @@ const live = new RestLiveClient(process.env.SERVER_URL ?? 'ws://127.0.0.1:3000/w
 
 // #region request-frames
 const created = await live.request('POST', '/tasks', { title: 'write the tutorial' })
-created.status   // 201
-created.body     // { id: 12, title: 'write the tutorial', done: false }
+console.log(created.status) // 201
+console.log(created.body)   // { id: 12, title: 'write the tutorial', done: false }
 
 await live.request('PATCH', `/tasks/${created.body.id}`, { done: true })
 await live.request('DELETE', `/tasks/${created.body.id}`)

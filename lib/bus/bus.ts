@@ -22,13 +22,11 @@ export interface BusListener {
 export interface Bus {
   /** Sends one event to every node following its model (this one included). */
   publish (event: ChangeEvent): Promise<void>
-  /** Reference-counted interest: a node only hears the models its subscribers follow. */
-  /** Resolves once events of the model are being received. */
+  /**
+   * Reference-counted interest: a node only hears the models its subscribers
+   * follow. Resolves once events of the model are being received.
+   */
   follow (model: string): Promise<void>
   unfollow (model: string): void
-  /** Resolves once the bus can carry events (connections made, channels subscribed). */
-  ready (): Promise<void>
   close (): Promise<void>
 }
-
-export type BusFactory = (listener: BusListener) => Bus

@@ -25,8 +25,6 @@ export class MemoryBus implements Bus {
     else this.#interest.delete(model)
   }
 
-  async ready (): Promise<void> {}
-
   async close (): Promise<void> {
     this.#interest.clear()
   }

@@ -133,8 +133,6 @@ export class RedisBus implements Bus {
     this.#interest.unfollow(this.channelOf(model))
   }
 
-  async ready (): Promise<void> {}
-
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true

@@ -167,7 +167,13 @@ export class ChannelsProtocol implements ShapedProtocol {
     })
     const id = `channels:${++this.#subscriptionCount}`
     const grant = revoker.grant({
-      id, protocol: 'channels', url, socket, requester, authorization: authorized, generation,
+      id,
+      protocol: 'channels',
+      url,
+      socket,
+      requester,
+      authorization: authorized,
+      generation,
       channels: { stream: resource.stream, action, pk },
       end: (err) => { this.#revoked(peer, resource, action, pk, err) }
     })

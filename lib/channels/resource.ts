@@ -11,9 +11,12 @@
  *
  * An action with no route to run is channels-api's 400 "Invalid Action".
  */
+import { Type } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, HTTPMethods } from 'fastify'
 import { InvalidResourceError } from '../errors.js'
 import type { ResourceOptions } from '../types.js'
+import { FieldsCheck, describe } from '../validation.js'
 import type { Pk } from './frames.js'
 
 export const DEFAULT_PAGE_SIZE = 25
@@ -28,41 +31,30 @@ export interface Resource {
   model: string | undefined
 }
 
-const optionKeys = ['prefix', 'pageSize', 'model']
 const PREFIX = /^(\/[^/:*?#\s]+)+$/
 const ACTION_NAME = /^[A-Za-z0-9_-]+$/
 
-function describe (value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value === 'string' ? JSON.stringify(value) : typeof value === 'number' ? String(value) : `a ${typeof value}`
-}
+const checkStream = TypeCompiler.Compile(Type.String({ minLength: 1, maxLength: 128 }))
+const optionsCheck = new FieldsCheck('resource option', {
+  prefix: { schema: Type.String({ pattern: PREFIX.source }), must: (stream) => `must be a path like '/${stream}' (starting with '/', no trailing '/', no parameters)` },
+  pageSize: { schema: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE })), must: `must be an integer from 1 to ${MAX_PAGE_SIZE}` },
+  model: { schema: Type.Optional(Type.String({ minLength: 1 })), must: 'must be a non-empty string: the model named in event frames' }
+})
 
 /** The declared resources, by stream. */
 export class ResourceTable {
   readonly #byStream = new Map<string, Resource>()
 
   declare (stream: unknown, options: unknown): Resource {
-    if (typeof stream !== 'string' || stream.length === 0 || stream.length > 128) {
+    if (!checkStream.Check(stream)) {
       throw new InvalidResourceError("'stream'", `must be a non-empty string of at most 128 characters, got ${describe(stream)}`)
     }
     if (options === null || typeof options !== 'object' || Array.isArray(options)) {
       throw new InvalidResourceError("'options'", `must be an object like { prefix: '/${stream}' }, got ${describe(options)}`)
     }
-    const record = options as Record<string, unknown>
-    for (const key of Object.keys(record)) {
-      if (!optionKeys.includes(key)) throw new InvalidResourceError(`'${key}'`, `is not a resource option (known: ${optionKeys.join(', ')})`)
-    }
-    const { prefix, pageSize, model } = record
-    if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
-      throw new InvalidResourceError("'prefix'", `must be a path like '/${stream}' (starting with '/', no trailing '/', no parameters), got ${describe(prefix)}`)
-    }
-    if (pageSize !== undefined && (typeof pageSize !== 'number' || !Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE)) {
-      throw new InvalidResourceError("'pageSize'", `must be an integer from 1 to ${MAX_PAGE_SIZE}, got ${describe(pageSize)}`)
-    }
-    if (model !== undefined && (typeof model !== 'string' || model.length === 0)) {
-      throw new InvalidResourceError("'model'", `must be a non-empty string, got ${describe(model)}`)
-    }
+    const problem = optionsCheck.problem(options, stream)
+    if (problem !== undefined) throw new InvalidResourceError(`'${problem.field}'`, problem.detail)
+    const { prefix, pageSize, model } = options as ResourceOptions
     const existing = this.#byStream.get(stream)
     if (existing !== undefined) {
       throw new InvalidResourceError("'stream'", `${JSON.stringify(stream)} is already declared (prefix ${existing.prefix})`)

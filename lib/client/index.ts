@@ -198,7 +198,6 @@ class RowMap<T> extends Map<string, T> implements RowsByKey<T> {
   }
 }
 
-const OPEN = 1
 const MAX_RECONNECT_DELAY_MS = 30_000
 
 function noop (): void {}

@@ -156,7 +156,7 @@ function checkShape (route: RouteShape, key: string, located: Located, ids: Map<
     if (!isArraySchema(array.schema)) {
       throw new UnserializableRouteError(route.url, `it is a list route (its URL has no ':${route.lookup}' parameter), but its '${key}' response schema is not an array. ` +
         "Subscribers get rows one at a time, each serialized as an item of the route's array: give it { type: 'array', items: <row schema> }, " +
-        "or make it a retrieve route (config.realtime.lookup names the URL parameter of one instance)")
+        'or make it a retrieve route (config.realtime.lookup names the URL parameter of one instance)')
     }
     const items = array.schema.items
     if (Array.isArray(items)) {

@@ -2,10 +2,11 @@
  * The realtime routes, discovered in `onRoute` like @fastify/swagger does, and
  * found again by model + action (django-rest-live frames) or by URL.
  */
+import { Type } from '@sinclair/typebox'
 import type { FastifyReply, RouteOptions } from 'fastify'
-import type { Knex } from 'knex'
 import { BadFrameError, NoRouteError, QuerysetModelError, RealtimeConfigError, RealtimeMethodError } from '../errors.js'
 import type { RealtimeRouteConfig, Row } from '../types.js'
+import { FieldsCheck, describe } from '../validation.js'
 import { rowSerializer, successResponse, type SchemaScope, type SuccessResponse } from './response-schema.js'
 
 export type RouteKind = 'list' | 'retrieve'
@@ -34,35 +35,29 @@ export interface RealtimeRoute {
   expiresAt?: RealtimeRouteConfig['expiresAt']
 }
 
-const configKeys = new Set(['model', 'queryset', 'lookup', 'pk', 'expiresAt'])
+const configCheck = new FieldsCheck('config.realtime key', {
+  model: { schema: Type.Optional(Type.String({ minLength: 1 })), must: "must be the name of the table the route follows, like 'tasks'" },
+  queryset: { schema: Type.Optional(Type.Function([Type.Unknown()], Type.Unknown())), must: "must be a function (request) => knex query builder, like (request) => db('tasks').where(...)" },
+  lookup: { schema: Type.Optional(Type.String({ minLength: 1 })), must: "must be a non-empty string: the column a retrieve finds its instance by, named as the route's parameter ('slug' for /tasks/:slug)" },
+  pk: { schema: Type.Optional(Type.String({ minLength: 1 })), must: "must be a non-empty string: the table's primary-key column (default 'id')" },
+  expiresAt: { schema: Type.Optional(Type.Function([Type.Unknown()], Type.Unknown())), must: 'must be a function (request) => Date | number | undefined' }
+})
 
 function validateConfig (url: string, config: unknown): RealtimeRouteConfig {
-  if (config === null || typeof config !== 'object') {
-    throw new RealtimeConfigError(url, 'expected an object like { model, queryset }')
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new RealtimeConfigError(url, `expected an object like { model, queryset }, got ${describe(config)}`)
   }
-  const record = config as Record<string, unknown>
-  for (const key of Object.keys(record)) {
-    if (!configKeys.has(key)) throw new RealtimeConfigError(url, `unknown key '${key}' (known: ${[...configKeys].join(', ')})`)
-  }
-  if (record.queryset !== undefined && typeof record.queryset !== 'function') {
-    throw new RealtimeConfigError(url, "'queryset' must be a function (request) => knex query builder")
-  }
-  if (record.expiresAt !== undefined && typeof record.expiresAt !== 'function') {
-    throw new RealtimeConfigError(url, "'expiresAt' must be a function (request) => Date | number | undefined")
-  }
+  const problem = configCheck.problem(config, url)
+  if (problem !== undefined) throw new RealtimeConfigError(url, `'${problem.field}' ${problem.detail}`)
+  const valid = config as RealtimeRouteConfig
   // without it, the table is learnt from a queryset that takes no request (QuerysetCheck.tableOf)
-  if ((record.model !== undefined || record.queryset === undefined) && (typeof record.model !== 'string' || record.model.length === 0)) {
-    throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows")
+  if (valid.model === undefined && valid.queryset === undefined) {
+    throw new RealtimeConfigError(url, "'model' must be the name of the table the route follows, like 'tasks' (only a queryset that takes no request can stand in for it), got nothing")
   }
-  for (const key of ['lookup', 'pk'] as const) {
-    if (record[key] !== undefined && (typeof record[key] !== 'string' || record[key] === '')) {
-      throw new RealtimeConfigError(url, `'${key}' must be a non-empty string`)
-    }
-  }
-  return record as unknown as RealtimeRouteConfig
+  return valid
 }
 
-export function pathParams (url: string): string[] {
+function pathParams (url: string): string[] {
   return [...url.matchAll(/:([A-Za-z0-9_]+)/g)].map((match) => match[1] as string)
 }
 
@@ -218,5 +213,3 @@ export function pkColumn (route: Pick<RealtimeRoute, 'model' | 'pk'>): string {
 export function lookupColumn (route: Pick<RealtimeRoute, 'model' | 'lookup'>): string {
   return `${route.model}.${route.lookup}`
 }
-
-export type Queryset = Knex.QueryBuilder

@@ -73,7 +73,13 @@ export class NativeProtocol implements Protocol {
       view: this.#ctx.view(authorized),
       snapshot: frame.snapshot === true,
       grant: revoker.grant({
-        id: frame.id, protocol: 'native', url, socket: requester, requester, authorization: authorized, generation,
+        id: frame.id,
+        protocol: 'native',
+        url,
+        socket: requester,
+        requester,
+        authorization: authorized,
+        generation,
         end: (err) => {
           // the manager already released it (revocation.ts)
           peer.subscriptions.forget(keyOf(frame.id))

@@ -209,4 +209,3 @@ export class Socket {
     this.socket.terminate()
   }
 }
-

@@ -107,4 +107,3 @@ export class TestClient {
 }
 
 let requestCounter = 0
-
