@@ -90,7 +90,7 @@ t.test('one change to a view with 100 channels-api and 100 native subscribers: e
   const registry = new RouteRegistry()
   const log = Fastify().log
   const manager = new SubscriptionManager(registry, log, createCounters(), new LocalSequence(), new UnkeyedRows(log, registry, 'sqlite'))
-  manager.attach({ publish: async () => {}, follow: async () => {}, unfollow: () => {}, ready: async () => {}, close: async () => {} })
+  manager.attach({ publish: async () => {}, follow: async () => {}, unfollow: () => {}, close: async () => {} })
   const view = new SetView('v', route)
   const channelsFrames: string[] = []
   const nativeFrames: string[] = []
