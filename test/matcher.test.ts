@@ -366,6 +366,8 @@ t.test('the view index', async (t) => {
   const change = (row: Row | undefined, deleted = false): ChangedRow => ({ pk: 1, row, deleted })
   const visited = (changes: Map<string, ChangedRow>): string[] => [...index.route(changes).keys()].map((v) => v.key)
   t.same(visited(new Map([['1', change({ owner: 2 })]])), ['scan', 'two'])
+  t.same(visited(new Map([['1', { ...change({ owner: 2 }), alsoSeen: [{ owner: 3 }] }]])), ['scan', 'two', 'three'], 'rows of earlier changes in the batch lead to their views too')
+  t.same(visited(new Map([['1', { ...change({ owner: 2 }, true), alsoSeen: [{ owner: 1 }] }]])), ['scan', 'one'], 'even when the last change is a delete')
   t.same(visited(new Map([['1', change(undefined)]])), ['scan', 'one', 'two', 'three'], 'an unknown row visits every view')
   index.settle(one, { rows: new Map([['1', '{}']]), examined: null })
   index.hold(two, ['1'])
