@@ -45,7 +45,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const registry = new RouteRegistry((model) => capture.names.ofString(model), querysets.tableOf)
   const counters = createCounters()
   const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
-  const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
+  const manager = new SubscriptionManager(registry, app.log, counters, capture.clock, unkeyed)
   const authorizer = new SubscriptionAuthorizer(app, registry, querysets, options.expiresAt)
   const connections = new Set<Connection>()
   const countQuery = (): void => { counters.databaseChecks++ }

@@ -96,7 +96,7 @@ t.test('a row seen by a snapshot taken after its event was queued is still follo
   await one.flush(app)
   await two.flush(app)
   t.same(one.broadcasts(1).map((frame) => frame.action), ['DELETED'], 'the old owner is told the row left')
-  // publish() rows are re-read (capture/local-sequence.ts): one query for each view the index visits, old owner's and new's
+  // publish() rows are re-read (capture/commit-clock.ts): one query for each view the index visits, old owner's and new's
   t.equal(app.realtime.stats().databaseChecks - checks, 2, 'both views that may hold the row are visited, and only they')
   await db(table).where({ id: 1 }).update({ title: 'b' })
   await two.flush(app)

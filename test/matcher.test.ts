@@ -18,7 +18,7 @@ import type { Row } from '../lib/types.js'
 import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 
 const dialects: Dialect[] = ['sqlite']
 if (await postgresAvailable()) dialects.push('postgres')
@@ -177,17 +177,17 @@ t.test('a changed row is serialized once per route, whatever the number of views
   const route: RealtimeRoute = {
     id: 1, url: '/t', model: table, kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, response: undefined, serialize
   }
-  const sequence = new LocalSequence()
+  const clock = new CommitClock()
   const views = [db(table).where('owner_id', 1), db(table).where('done', false), db(table)]
-    .map((builder, n) => new QuerysetView(String(n), route, builder, serialize, undefined, () => {}, sequence))
+    .map((builder, n) => new QuerysetView(String(n), route, builder, serialize, undefined, () => {}, clock))
   for (const view of views) await view.readAll()
   // another route's view of the same rows, with its own serializer: the text cached for the first must not reach it
   const narrow = (row: Row): string => JSON.stringify({ id: row.id })
-  const other = new QuerysetView('other', { ...route, id: 2, url: '/u', serialize: narrow }, db(table), narrow, undefined, () => {}, sequence)
+  const other = new QuerysetView('other', { ...route, id: 2, url: '/u', serialize: narrow }, db(table), narrow, undefined, () => {}, clock)
   await other.readAll()
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
-  // a row this node captured after every read above: trusted in memory (see capture/local-sequence.ts)
-  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, sequence: sequence.tick() }]])
+  // a row this node captured after every read above: trusted in memory (see capture/commit-clock.ts)
+  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, trustedSince: clock.tick() }]])
   const readings = await Promise.all(views.map(async (view) => await view.readChanged(keys)))
   t.equal(calls, 1)
   t.same(readings.map((reading) => reading?.rows.get('1')), Array(3).fill(JSON.stringify(row)))

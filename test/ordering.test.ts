@@ -5,9 +5,9 @@
  */
 import Fastify, { type RouteOptions } from 'fastify'
 import t from 'tap'
-import type { ChangeEvent } from '../lib/bus/bus.js'
+import type { LocalChangeEvent } from '../lib/bus/bus.js'
 import { MemoryBus } from '../lib/bus/memory-bus.js'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
@@ -30,8 +30,8 @@ t.test("a local capture handled after another node's newer write of the row does
   const route = registry.byUrl('/tasks') as RealtimeRoute
   const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
   const log = Fastify().log
-  const sequence = new LocalSequence()
-  const manager = new SubscriptionManager(registry, log, createCounters(), sequence, new UnkeyedRows(log, registry, 'sqlite'))
+  const clock = new CommitClock()
+  const manager = new SubscriptionManager(registry, log, createCounters(), clock, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
   const frames: Record<string, Array<Record<string, unknown>>> = { owner1: [], owner2: [] }
@@ -40,7 +40,7 @@ t.test("a local capture handled after another node's newer write of the row does
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, sequence),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, clock),
       snapshot: true
     })
   }
@@ -48,10 +48,9 @@ t.test("a local capture handled after another node's newer write of the row does
   // this node commits: the task moves to owner 2 (its event is not handled yet) …
   const older = { ...row, owner_id: 2, title: 'v1' }
   await db(table).where({ id: row?.id }).update({ owner_id: 2, title: 'v1' })
-  const local: ChangeEvent = { model: table, op: 'update', rows: [older] }
-  const trustedAt = sequence.commit(table, { sentAt: sequence.tick(), receivedAt: sequence.tick() })
-  t.ok(trustedAt !== undefined, 'the local commit raced nothing')
-  sequence.stamp(local, trustedAt as number)
+  const local: LocalChangeEvent = { model: table, op: 'update', rows: [older] }
+  local.trustedSince = clock.commit(table, { sentAt: clock.tick(), receivedAt: clock.tick() })
+  t.ok(local.trustedSince !== undefined, 'the local commit raced nothing')
   // … then another node moves it back to owner 1, and its event arrives first
   await db(table).where({ id: row?.id }).update({ owner_id: 1, title: 'v2' })
   manager.onEvent({ model: table, op: 'update', rows: [{ ...row, owner_id: 1, title: 'v2' }] })
@@ -76,8 +75,8 @@ t.test("a local capture coalesced with another node's newer write of the row is 
   const route = registry.byUrl('/tasks') as RealtimeRoute
   const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
   const log = Fastify().log
-  const sequence = new LocalSequence()
-  const manager = new SubscriptionManager(registry, log, createCounters(), sequence, new UnkeyedRows(log, registry, 'sqlite'))
+  const clock = new CommitClock()
+  const manager = new SubscriptionManager(registry, log, createCounters(), clock, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
   const frames: Record<string, Array<Record<string, unknown>>> = { owner1: [], owner2: [] }
@@ -86,7 +85,7 @@ t.test("a local capture coalesced with another node's newer write of the row is 
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, sequence),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, clock),
       snapshot: true
     })
   }
@@ -94,10 +93,9 @@ t.test("a local capture coalesced with another node's newer write of the row is 
   // this node commits a rename (its event is not handled yet) …
   const older = { ...row, title: 'v1' }
   await db(table).where({ id: row?.id }).update({ title: 'v1' })
-  const local: ChangeEvent = { model: table, op: 'update', rows: [older] }
-  const trustedAt = sequence.commit(table, { sentAt: sequence.tick(), receivedAt: sequence.tick() })
-  t.ok(trustedAt !== undefined, 'the local commit raced nothing')
-  sequence.stamp(local, trustedAt as number)
+  const local: LocalChangeEvent = { model: table, op: 'update', rows: [older] }
+  local.trustedSince = clock.commit(table, { sentAt: clock.tick(), receivedAt: clock.tick() })
+  t.ok(local.trustedSince !== undefined, 'the local commit raced nothing')
   // … then another node gives the task to owner 2, and its event arrives first, in the same turn:
   // both wait in the model's queue together and are checked as one batch
   await db(table).where({ id: row?.id }).update({ owner_id: 2, title: 'v2' })
@@ -113,7 +111,7 @@ t.test("a local capture coalesced with another node's newer write of the row is 
 t.test('changes of a key waiting together: the later wins only when both are trusted', async (t) => {
   const batches: ChangedKeys[] = []
   const queue = new ModelQueue({ check: async (keys) => { batches.push(keys) }, failed: () => {} })
-  const change = (owner: number, sequence?: number, deleted = false): ChangedRow => ({ pk: 1, row: { id: 1, owner_id: owner }, deleted, sequence })
+  const change = (owner: number, trustedSince?: number, deleted = false): ChangedRow => ({ pk: 1, row: { id: 1, owner_id: owner }, deleted, trustedSince })
   const batch = async (...changes: ChangedRow[]): Promise<ChangedRow | undefined> => {
     for (const one of changes) queue.changes(new Map([['1', one]]))
     await queue.idle()

@@ -18,7 +18,7 @@
 import type { Knex } from 'knex'
 import { KnexCapturedElsewhereError } from '../errors.js'
 import type { Row, WriteOp } from '../types.js'
-import { LocalSequence, type CommitWindow } from './local-sequence.js'
+import { CommitClock, type CommitWindow } from './commit-clock.js'
 import { TableNames } from './table-names.js'
 import { TransactionLog, classifyStatement, type CapturedWrite, type ControlStatement, type SavepointDialect } from './transaction-log.js'
 
@@ -43,9 +43,9 @@ export interface PendingWrite {
   updates: boolean
 }
 
-/** A committed write; `trustedAt` is its commit's stamp when its rows can stand in for a read (local-sequence.ts). */
+/** A committed write; `trustedSince` is the tick its commit was sent at, when its rows can stand in for a read (commit-clock.ts). */
 export interface CommittedWrite extends CapturedWrite {
-  trustedAt: number | undefined
+  trustedSince: number | undefined
 }
 
 /** One registration of the plugin, as the capture sees it. */
@@ -94,8 +94,8 @@ interface RunnerInternals {
 const writeOps: Record<string, WriteOp> = { insert: 'insert', update: 'update', del: 'delete', truncate: 'delete' }
 
 export class KnexCapture {
-  /** This node's clock for the commits of this Knex instance (see local-sequence.ts). */
-  readonly sequence = new LocalSequence()
+  /** This node's clock for the commits of this Knex instance (see commit-clock.ts). */
+  readonly clock = new CommitClock()
   /** How tables of this Knex instance are named (see table-names.ts). */
   readonly names: TableNames
   readonly dialect: Dialect
@@ -188,7 +188,7 @@ export class KnexCapture {
     const sql = typeof compiled === 'string' ? compiled : compiled.sql
     const statement = classifyStatement(sql, savepointDialect[this.dialect])
     if (statement === undefined) return await original.query.call(client, connection, compiled)
-    const sentAt = this.sequence.tick()
+    const sentAt = this.clock.tick()
     let result: CompiledQuery
     try {
       result = await original.query.call(client, connection, compiled)
@@ -200,7 +200,7 @@ export class KnexCapture {
     }
     // PostgreSQL answers COMMIT of a transaction a failed statement aborted with ROLLBACK
     const applied: ControlStatement = statement.kind === 'commit' && commandOf(result) === 'ROLLBACK' ? { ...statement, kind: 'rollback' } : statement
-    this.#log.apply(connection, applied, { sentAt, receivedAt: this.sequence.tick() })
+    this.#log.apply(connection, applied, { sentAt, receivedAt: this.clock.tick() })
     return result
   }
 
@@ -213,12 +213,12 @@ export class KnexCapture {
     const original = this.#original
     const tag = compiled[kWrite] as WriteTag
     const write = (rows: Row[] | null): CapturedWrite => ({ table: tag.table, op: tag.op, rows, columns: tag.columns, updates: tag.updates })
-    const sentAt = this.sequence.tick()
+    const sentAt = this.clock.tick()
 
     if (!tag.rows || tag.opaque || this.dialect === 'unsupported') {
       // run as written: the rows are unknown, at most how many changed
       const result = await original.query.call(client, connection, compiled)
-      const window = { sentAt, receivedAt: this.sequence.tick() }
+      const window = { sentAt, receivedAt: this.clock.tick() }
       if (tag.opaque || changedCount(result) !== 0) this.#log.record(connection, write(null), window)
       return result
     }
@@ -228,7 +228,7 @@ export class KnexCapture {
       !(this.dialect === 'sqlite' && tag.op === 'delete')
     if (userReturning) {
       const result = await original.query.call(client, connection, compiled)
-      const window = { sentAt, receivedAt: this.sequence.tick() }
+      const window = { sentAt, receivedAt: this.clock.tick() }
       const rows = responseRows(result)
       if (rows.length > 0) this.#log.record(connection, write(rows), window)
       return result
@@ -236,7 +236,7 @@ export class KnexCapture {
 
     compiled.sql = `${compiled.sql} returning *`
     const result = await original.query.call(client, connection, compiled)
-    const window = { sentAt, receivedAt: this.sequence.tick() }
+    const window = { sentAt, receivedAt: this.clock.tick() }
     const rows = responseRows(result)
     if (this.dialect === 'postgresql') {
       // without RETURNING, pg would have sent no rows; rowCount is unchanged
@@ -254,14 +254,14 @@ export class KnexCapture {
     return result
   }
 
-  /** Hands a commit to every target, each table stamped once (local-sequence.ts). */
+  /** Hands a commit to every target, each table's trust decided once (commit-clock.ts). */
   #committed (writes: CapturedWrite[], window: CommitWindow): void {
     const merged = coalesce(writes)
-    const stamps = new Map<string, number | undefined>()
+    const trust = new Map<string, number | undefined>()
     for (const write of merged) {
-      if (!stamps.has(write.table)) stamps.set(write.table, this.sequence.commit(write.table, window))
+      if (!trust.has(write.table)) trust.set(write.table, this.clock.commit(write.table, window))
     }
-    const committed = merged.map((write) => ({ ...write, trustedAt: stamps.get(write.table) }))
+    const committed = merged.map((write) => ({ ...write, trustedSince: trust.get(write.table) }))
     for (const target of this.#targets) target.committed(committed)
   }
 }

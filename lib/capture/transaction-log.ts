@@ -16,7 +16,7 @@
  * A name repeated on the stack means its most recent (innermost) savepoint.
  */
 import type { Row, WriteOp } from '../types.js'
-import type { CommitWindow } from './local-sequence.js'
+import type { CommitWindow } from './commit-clock.js'
 
 /** One captured write, held until its transaction commits. */
 export interface CapturedWrite {

@@ -17,8 +17,8 @@ export interface ChangedRow {
   row: Row | undefined
   /** The row no longer exists. */
   deleted: boolean
-  /** This node's capture stamp (see capture/local-sequence.ts); undefined for events from elsewhere. */
-  sequence?: number | undefined
+  /** The tick its commit was sent at, when this node captured it and its row is trusted (capture/commit-clock.ts); else undefined. */
+  trustedSince?: number | undefined
   /**
    * Rows earlier changes of this key carried, when they waited in the same
    * batch and the batch cannot tell which is the newest (see `mergeChange`):
@@ -108,7 +108,7 @@ function mergeKeys (into: ChangedKeys, from: ChangedKeys): ChangedKeys {
  * One change for a key changed twice while waiting. Coalescing must not change
  * what the check concludes, so the later change wins outright only when both
  * were trusted: the later commit was then sent after the earlier one was
- * answered (local-sequence.ts), so its row is the newer. Otherwise either row
+ * answered (commit-clock.ts), so its row is the newer. Otherwise either row
  * may be the newest, so the merged change is not trusted (its row is re-read)
  * and keeps every row seen, to find the views the row may have entered:
  *
@@ -118,9 +118,9 @@ function mergeKeys (into: ChangedKeys, from: ChangedKeys): ChangedKeys {
  *   and re-read (our row alone would lead only to owner 1's, in memory)
  */
 function mergeChange (earlier: ChangedRow, later: ChangedRow): ChangedRow {
-  if (earlier.sequence !== undefined && later.sequence !== undefined) return later
+  if (earlier.trustedSince !== undefined && later.trustedSince !== undefined) return later
   const alsoSeen = earlier.alsoSeen ?? []
   // a deleted row enters no view
   if (!earlier.deleted) alsoSeen.push(earlier.row)
-  return { ...later, sequence: undefined, alsoSeen }
+  return { ...later, trustedSince: undefined, alsoSeen }
 }

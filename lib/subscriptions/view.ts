@@ -10,7 +10,7 @@
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
 import { matcherStats } from '../matcher/stats.js'
-import type { ReadClock } from '../capture/local-sequence.js'
+import type { ReadClock } from '../capture/commit-clock.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
@@ -122,7 +122,7 @@ export class QuerysetView extends ViewSource {
   readonly #clock: ReadClock
   /** null until compiled (on the first read), then the predicate or undefined. */
   #matcher: Matcher | undefined | null = null
-  /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
+  /** The commit-clock tick when this view last read the database (see capture/commit-clock.ts). */
   #readAt = 0
 
   constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock, lookup?: LookupFilter) {
@@ -199,19 +199,39 @@ export class QuerysetView extends ViewSource {
 
   /** Whether a changed row is in the view, decided without the database; undefined when the database must tell. */
   #decide (change: ChangedRow): boolean | undefined {
-    // only a row captured here after this view's last read is known to be the newest version
-    const fresh = change.sequence !== undefined && change.sequence > this.#readAt
-    // a delete is the newest news too only when fresh: a key can come back (re-inserted on another node)
-    if (change.deleted && fresh) {
-      matcherStats.rowsEvaluated++
-      return false
-    }
-    const matcher = this.#matcher
-    const row = change.row
-    const inView = change.deleted || !fresh || matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
+    const inView = this.#trustRule(change)
     if (inView === undefined) matcherStats.rowsFromDatabase++
     else matcherStats.rowsEvaluated++
     return inView
+  }
+
+  /**
+   * The trust rule: a changed row stands in for a database read only when it
+   * is provably the newest version of the row this view could see, and the
+   * view's predicate can judge it exactly. Every "undefined" is "ask the
+   * database" (batched by the caller), never a guess. Ticks: capture/commit-clock.ts.
+   */
+  #trustRule (change: ChangedRow): boolean | undefined {
+    // Not captured here, or it raced another commit of the table, or a re-read distrusted it (manager.ts):
+    //   t1 node B commits the row, t2 our commit of it is sent, t3 answered, t4 B's event arrives → re-read
+    if (change.trustedSince === undefined) return undefined
+    // Its commit was sent before this view's last read began: that read may have seen a newer version.
+    //   t1 our COMMIT sent, t2 another connection commits the row, t3 the view reads it, t4 answered → re-read
+    if (change.trustedSince <= this.#readAt) return undefined
+    // Gone, and nothing newer can exist: the view no longer holds it (a key that comes back later is news of its own).
+    //   t1 view read, t2 DELETE sent, t3 answered → left the view, no query
+    if (change.deleted) return false
+    // The queryset did not compile to a predicate (a join, raw SQL, a subquery): only the database can judge.
+    //   t1 view read, t2 COMMIT sent, t3 answered, but the view filters on another table → re-read
+    const matcher = this.#matcher
+    if (matcher == null) return undefined
+    // The event did not carry the row whole, or not as the driver returns it (a partial RETURNING, a string date).
+    //   t1 view read, t2 `update … returning id` sent, t3 answered → re-read
+    const row = change.row
+    if (row === undefined || !matcher.full(row)) return undefined
+    // The newest version, judged exactly by the predicate.
+    //   t1 view read, t2 COMMIT sent, t3 answered → trusted: matched in memory
+    return matcher.test(row)
   }
 
   /**
