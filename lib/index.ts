@@ -16,6 +16,7 @@ import { KnexCapture } from './capture/knex-capture.js'
 import { ChannelsAdapter } from './channels/adapter.js'
 import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
+import { TableSchemas } from './matcher/schema.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { QuerysetCheck } from './registry/queryset-check.js'
@@ -25,7 +26,7 @@ import { createCounters } from './stats.js'
 import { SubscriptionAuthorizer, injectOptions, requesterOf, type AuthorizedView } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import { Revoker } from './subscriptions/revocation.js'
-import { viewOf, type RouteFetcher, type ViewSource } from './subscriptions/view.js'
+import { viewOf, type RouteFetcher, type ViewReads, type ViewSource } from './subscriptions/view.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext } from './ws/connection.js'
 import { checkOrigin } from './ws/origin.js'
@@ -53,8 +54,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     const response = await app.inject(injectOptions('GET', url, requester))
     return { statusCode: response.statusCode, body: response.body }
   }
+  const reads: ViewReads = { countQuery, clock: manager.clock, schemas: new TableSchemas() }
   /** The one way an authorised subscription becomes a view: sockets, channels-api and re-checks alike. */
-  const view = (authorized: AuthorizedView): ViewSource => viewOf(authorized, countQuery, fetchRoute, manager.clock)
+  const view = (authorized: AuthorizedView): ViewSource => viewOf(authorized, reads, fetchRoute)
   const revoker = new Revoker({
     authorizer,
     manager,

@@ -13,6 +13,7 @@ import { MemoryBus } from '../lib/bus/memory-bus.js'
 import { CommitClock } from '../lib/capture/commit-clock.js'
 import { createRedisBus } from '../lib/bus/redis-bus.js'
 import { decodeMessage, InboundSerials } from '../lib/bus/redis-serial.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
@@ -87,7 +88,7 @@ t.test('a burst of gaps re-reads each model once', async (t) => {
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
   const frames: string[] = []
   let reads = 0
-  await manager.subscribe({ id: 1, subscriber: { send: (frame) => { frames.push(frame); return true } }, view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, () => { reads++ }, clock), snapshot: false })
+  await manager.subscribe({ id: 1, subscriber: { send: (frame) => { frames.push(frame); return true } }, view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, { countQuery: () => { reads++ }, clock, schemas: new TableSchemas() }), snapshot: false })
   const before = reads
   for (let i = 0; i < 1000; i++) manager.onGap([table])
   await manager.idle()

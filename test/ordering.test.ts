@@ -8,6 +8,7 @@ import t from 'tap'
 import type { LocalChangeEvent } from '../lib/bus/bus.js'
 import { MemoryBus } from '../lib/bus/memory-bus.js'
 import { CommitClock } from '../lib/capture/commit-clock.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
@@ -31,6 +32,7 @@ t.test("a local capture handled after another node's newer write of the row does
   const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
   const log = Fastify().log
   const clock = new CommitClock()
+  const schemas = new TableSchemas()
   const manager = new SubscriptionManager(registry, log, createCounters(), clock, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
@@ -40,7 +42,7 @@ t.test("a local capture handled after another node's newer write of the row does
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, clock),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, { countQuery: () => {}, clock, schemas }),
       snapshot: true
     })
   }
@@ -76,6 +78,7 @@ t.test("a local capture coalesced with another node's newer write of the row is 
   const serialize = (value: Row): string => JSON.stringify({ id: value.id, title: value.title, owner_id: value.owner_id })
   const log = Fastify().log
   const clock = new CommitClock()
+  const schemas = new TableSchemas()
   const manager = new SubscriptionManager(registry, log, createCounters(), clock, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
 
@@ -85,7 +88,7 @@ t.test("a local capture coalesced with another node's newer write of the row is 
     await manager.subscribe({
       id,
       subscriber: { send: (frame) => { (frames[id] as Array<Record<string, unknown>>).push(JSON.parse(frame) as Record<string, unknown>); return true } },
-      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, () => {}, clock),
+      view: new QuerysetView(id, route, db(table).where('owner_id', owner), serialize, undefined, { countQuery: () => {}, clock, schemas }),
       snapshot: true
     })
   }

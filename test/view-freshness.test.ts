@@ -8,6 +8,7 @@ import type { RouteOptions } from 'fastify'
 import type { Knex } from 'knex'
 import t from 'tap'
 import { CommitClock, type ReadClock } from '../lib/capture/commit-clock.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import type { ChangedRow } from '../lib/subscriptions/model-queue.js'
 import { QuerysetView } from '../lib/subscriptions/view.js'
@@ -40,6 +41,7 @@ class TestClock implements ReadClock {
   }
 }
 
+const schemas = new TableSchemas()
 const serialize = (row: Row): string => `${String(row.id)}:${String(row.title)}`
 // a whole row as the driver returns it (SQLite gives booleans as 0/1)
 const shape = await db(table).where({ id: 1 }).first() as Row
@@ -47,7 +49,7 @@ const full = (id: number, title: string, owner: number): Row => ({ ...shape, id,
 
 function view (builder: Knex.QueryBuilder, url: string, clock: ReadClock, lookupKey?: string): { view: QuerysetView, queries: () => number } {
   let queries = 0
-  return { view: new QuerysetView(url, route(url), builder, serialize, lookupKey, () => { queries++ }, clock), queries: () => queries }
+  return { view: new QuerysetView(url, route(url), builder, serialize, lookupKey, { countQuery: () => { queries++ }, clock, schemas }), queries: () => queries }
 }
 
 function changes (entries: Array<[string, ChangedRow]>): Map<string, ChangedRow> {

@@ -15,7 +15,7 @@
  * read; any re-read of an untrusted change of the model, since another node may
  * have written the row since) are re-checked against the database, batched.
  * Either way the last event about a row leaves every subscriber with its latest
- * version. Where the ticks are compared: subscriptions/view.ts (`isNewest`) and
+ * version. Where the ticks are compared: subscriptions/view.ts (`#decide`) and
  * subscriptions/manager.ts (`#distrustOlderCaptures`).
  *
  * One clock per captured Knex instance (owned by its KnexCapture, so per

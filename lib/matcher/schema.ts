@@ -3,10 +3,10 @@
  * columns, how the database compares each one with a bound value, and what a
  * row value looks like when it comes straight from the driver.
  *
- * Read once per table and Knex client (one catalogue query), then cached.
+ * Read once per table and Knex client (one catalogue query), then cached by
+ * the registration's `TableSchemas`.
  */
 import type { Knex } from 'knex'
-import { matcherStats } from './stats.js'
 
 export type Dialect = 'postgresql' | 'sqlite'
 
@@ -42,33 +42,43 @@ interface ClientInternals {
   raw: (sql: string, bindings: unknown[]) => Promise<unknown>
 }
 
-const cache = new WeakMap<object, Map<string, Promise<TableSchema | undefined>>>()
-
 export function dialectOf (client: unknown): Dialect | undefined {
   const dialect = (client as ClientInternals).dialect
   return dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : undefined
 }
 
-/** The table's schema, or undefined when it cannot be read (unsupported dialect, no such table). */
-export async function tableSchema (builder: Knex.QueryBuilder, table: string): Promise<TableSchema | undefined> {
-  const client = builder.client as unknown as ClientInternals
-  const dialect = dialectOf(client)
-  if (dialect === undefined) return undefined
-  let tables = cache.get(client)
-  if (tables === undefined) {
-    tables = new Map()
-    cache.set(client, tables)
+/**
+ * The schemas of the tables one registration's views read: one per plugin
+ * registration (index.ts), handed to its views, so nothing is shared between
+ * Fastify instances. Keyed by Knex client too: a queryset may be built on
+ * another Knex instance than the plugin's.
+ */
+export class TableSchemas {
+  readonly #byClient = new WeakMap<object, Map<string, Promise<TableSchema | undefined>>>()
+  /** Catalogue queries made so far (one per table and client). */
+  queries = 0
+
+  /** The table's schema, or undefined when it cannot be read (unsupported dialect, no such table). */
+  async of (builder: Knex.QueryBuilder, table: string): Promise<TableSchema | undefined> {
+    const client = builder.client as unknown as ClientInternals
+    const dialect = dialectOf(client)
+    if (dialect === undefined) return undefined
+    let tables = this.#byClient.get(client)
+    if (tables === undefined) {
+      tables = new Map()
+      this.#byClient.set(client, tables)
+    }
+    let schema = tables.get(table)
+    if (schema === undefined) {
+      this.queries++
+      schema = readSchema(client, dialect, table)
+      tables.set(table, schema)
+    }
+    return await schema
   }
-  let schema = tables.get(table)
-  if (schema === undefined) {
-    schema = readSchema(client, dialect, table)
-    tables.set(table, schema)
-  }
-  return await schema
 }
 
 async function readSchema (client: ClientInternals, dialect: Dialect, table: string): Promise<TableSchema | undefined> {
-  matcherStats.schemaQueries++
   try {
     const columns = dialect === 'postgresql' ? await pgColumns(client, table) : await sqliteColumns(client, table)
     return columns.size === 0 ? undefined : { dialect, table, columns }
