@@ -17,6 +17,7 @@ import { ChannelsProtocol } from './channels/adapter.js'
 import { Seal } from './channels/permissions.js'
 import { EarlyRouteError } from './errors.js'
 import { registerInspector } from './inspector/inspector.js'
+import { TableSchemas } from './matcher/schema.js'
 import { resolveOptions } from './options.js'
 import { createRealtimeDecorator } from './realtime-decorator.js'
 import { QuerysetCheck } from './registry/queryset-check.js'
@@ -26,7 +27,7 @@ import { createCounters } from './stats.js'
 import { SubscriptionAuthorizer, injectOptions, requesterOf, type AuthorizedView } from './subscriptions/authorizer.js'
 import { SubscriptionManager } from './subscriptions/manager.js'
 import { Revoker } from './subscriptions/revocation.js'
-import { viewOf, type RouteFetcher, type ViewSource } from './subscriptions/view.js'
+import { viewOf, type RouteFetcher, type ViewReads, type ViewSource } from './subscriptions/view.js'
 import type { RestLiveOptions } from './types.js'
 import { Connection, type ConnectionContext, type Protocols } from './ws/connection.js'
 import { NativeProtocol } from './ws/native.js'
@@ -48,7 +49,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
   const registry = new RouteRegistry((model) => capture.names.ofString(model), querysets.tableOf)
   const counters = createCounters()
   const unkeyed = new UnkeyedRows(app.log, registry, capture.names.dialect)
-  const manager = new SubscriptionManager(registry, app.log, counters, capture.sequence, unkeyed)
+  const manager = new SubscriptionManager(registry, app.log, counters, capture.clock, unkeyed)
   const authorizer = new SubscriptionAuthorizer(app, registry, querysets, options.expiresAt)
   const connections = new Set<Connection>()
   const countQuery = (): void => { counters.databaseChecks++ }
@@ -56,8 +57,9 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     const response = await app.inject(injectOptions('GET', url, requester))
     return { statusCode: response.statusCode, body: response.body }
   }
+  const reads: ViewReads = { countQuery, clock: manager.clock, schemas: new TableSchemas() }
   /** The one way an authorised subscription becomes a view: sockets, channels-api and re-checks alike. */
-  const view = (authorized: AuthorizedView): ViewSource => viewOf(authorized, countQuery, fetchRoute, manager.clock)
+  const view = (authorized: AuthorizedView): ViewSource => viewOf(authorized, reads, fetchRoute)
   const revoker = new Revoker({
     authorizer,
     manager,

@@ -10,9 +10,10 @@ import type { Knex } from 'knex'
 import t from 'tap'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { MemoryBus } from '../lib/bus/memory-bus.js'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 import { createRedisBus } from '../lib/bus/redis-bus.js'
-import { decodeMessage, InboundSequences } from '../lib/bus/redis-sequence.js'
+import { decodeMessage, InboundSerials } from '../lib/bus/redis-serial.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
@@ -32,11 +33,11 @@ t.test('messages are classified before anything uses them', async (t) => {
   const foreign: Array<[string, string]> = [
     ['garbage', 'not JSON'],
     ['[1,2]', 'an array'],
-    ['{"o":"n"}', 'no sequence number'],
+    ['{"o":"n"}', 'no serial'],
     ['{"o":"","s":1}', 'an empty origin'],
     [JSON.stringify({ o: 'x'.repeat(257), s: 1 }), 'an origin longer than any node id'],
-    ['{"o":"n","s":-1}', 'a negative sequence number'],
-    ['{"o":"n","s":1e300}', 'a sequence number beyond 2^53']
+    ['{"o":"n","s":-1}', 'a negative serial'],
+    ['{"o":"n","s":1e300}', 'a serial beyond 2^53']
   ]
   for (const [raw, why] of foreign) t.equal(decodeMessage(raw).kind, 'foreign', why)
   t.same(decodeMessage('{"o":"n","s":1,"__proto__":{"x":1},"constructor":{"prototype":{"y":1}}}'), { kind: 'envelope', envelope: { o: 'n', s: 1 } }, 'prototype keys are removed, the rest judged as usual')
@@ -63,8 +64,8 @@ t.test('messages are classified before anything uses them', async (t) => {
   t.equal(decodeMessage(deep).kind, 'envelope', 'a deeply nested column value is parsed and checked without recursion')
 })
 
-t.test('forged origin ids do not grow the sequence table without bound', async (t) => {
-  const inbound = new InboundSequences(2)
+t.test('forged origin ids do not grow the serial table without bound', async (t) => {
+  const inbound = new InboundSerials(2)
   t.equal(inbound.check('c', 'a', 1), 'first')
   t.equal(inbound.check('c', 'b', 1), 'first')
   t.equal(inbound.check('c', 'a', 2), 'next', 'a is heard again: b is now the least recently heard')
@@ -84,12 +85,12 @@ t.test('a burst of gaps re-reads each model once', async (t) => {
   const route = registry.byUrl('/tasks') as RealtimeRoute
   const counters = createCounters()
   const log = Fastify().log
-  const sequence = new LocalSequence()
-  const manager = new SubscriptionManager(registry, log, counters, sequence, new UnkeyedRows(log, registry, 'sqlite'))
+  const clock = new CommitClock()
+  const manager = new SubscriptionManager(registry, log, counters, clock, new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach(new MemoryBus({ event: (event) => { manager.onEvent(event) }, gap: (models) => { manager.onGap(models) } }))
   const frames: string[] = []
   let reads = 0
-  await manager.subscribe({ id: 1, subscriber: new NativeSubscriber({ send: (frame) => { frames.push(frame); return true } }), view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, () => { reads++ }, sequence), snapshot: false })
+  await manager.subscribe({ id: 1, subscriber: new NativeSubscriber({ send: (frame) => { frames.push(frame); return true } }), view: new QuerysetView('all', route, db(table), JSON.stringify, undefined, { countQuery: () => { reads++ }, clock, schemas: new TableSchemas() }), snapshot: false })
   const before = reads
   for (let i = 0; i < 1000; i++) manager.onGap([table])
   await manager.idle()

@@ -5,6 +5,7 @@
  */
 import t, { type Test } from 'tap'
 import type { Knex } from 'knex'
+import { KnexCapture, type CommittedWrite } from '../lib/capture/knex-capture.js'
 import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
@@ -422,3 +423,33 @@ t.test('a dialect without RETURNING still broadcasts (the view is re-read)', asy
   await client.flush(app)
   t.same(client.broadcasts(1).map((frame) => frame.action), ['CREATED', 'DELETED'])
 })
+
+for (const dialect of dialects) {
+  t.test(`${dialect}: a 20,000-row transaction of many statements is captured whole, as one write`, async (t) => {
+    const db = connect(dialect)
+    const table = uniqueName('long')
+    await createTasksTable(db, table)
+    const capture = KnexCapture.of(db)
+    const committed: CommittedWrite[][] = []
+    const detach = capture.attach({ interest: (write) => write.table === table ? 'rows' : undefined, committed: (writes) => { committed.push(writes) } })
+    t.teardown(async () => {
+      detach()
+      await db.schema.dropTableIfExists(table)
+      await db.destroy()
+    })
+    const batch = (from: number): Array<{ title: string, owner_id: number }> => Array.from({ length: 40 }, (_, n) => ({ title: `t${from + n}`, owner_id: 1 }))
+    await db.transaction(async (trx) => {
+      for (let i = 0; i < 250; i++) await trx(table).insert(batch(i * 40))
+      // half of it inside a savepoint that is released: its writes move to the transaction
+      await trx.transaction(async (inner) => {
+        for (let i = 250; i < 500; i++) await inner(table).insert(batch(i * 40))
+      })
+    })
+    t.equal(committed.length, 1, 'one commit')
+    const writes = committed[0] ?? []
+    t.equal(writes.length, 1, 'its 500 inserts merged into one write')
+    const titles = (writes[0]?.rows ?? []).map((row) => row.title)
+    t.equal(titles.length, 20_000, 'every row')
+    t.same(titles, Array.from({ length: 20_000 }, (_, n) => `t${n}`), 'in commit order')
+  })
+}

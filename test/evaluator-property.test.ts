@@ -7,6 +7,7 @@
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
 import { compileQueryset } from '../lib/matcher/evaluator.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import type { Row } from '../lib/types.js'
 import { connect, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
 import { seedsFor } from './helpers/seeds.js'
@@ -141,7 +142,7 @@ async function property (t: Test, dialect: Dialect, seed: number): Promise<void>
     } catch {
       continue // a binding the database refuses: nothing to compare
     }
-    const matcher = await compileQueryset(real, table, 'id')
+    const matcher = await compileQueryset(real, table, 'id', new TableSchemas())
     if (matcher === undefined) {
       mismatches.push(`did not compile: ${real.toString()}`)
       continue

@@ -5,7 +5,7 @@
  */
 import Fastify from 'fastify'
 import t from 'tap'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 import { EventSubscriber } from '../lib/channels/events.js'
 import { jsonValue } from '../lib/json.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
@@ -89,7 +89,7 @@ t.test('one change to a view with 100 channels-api and 100 native subscribers: e
   }
   const registry = new RouteRegistry()
   const log = Fastify().log
-  const manager = new SubscriptionManager(registry, log, createCounters(), new LocalSequence(), new UnkeyedRows(log, registry, 'sqlite'))
+  const manager = new SubscriptionManager(registry, log, createCounters(), new CommitClock(), new UnkeyedRows(log, registry, 'sqlite'))
   manager.attach({ publish: async () => {}, follow: async () => {}, unfollow: () => {}, close: async () => {} })
   const view = new SetView('v', route)
   const channelsFrames: string[] = []

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import type { Knex } from 'knex'
 import { TableNames, builderTableRef, parseTableRef, type AliasedTableRef } from '../lib/capture/table-names.js'
 import { compileQueryset } from '../lib/matcher/evaluator.js'
+import { TableSchemas } from '../lib/matcher/schema.js'
 import { isQueryBuilder, partsOf } from '../lib/knex/internals.js'
 import { KNEX_VERSION, createTasksTable, knex, sqlite, uniqueName } from './helpers/db.js'
 
@@ -102,7 +103,7 @@ t.test('the evaluator reads the queryset\'s table as the capture reads a write\'
   t.teardown(async () => { await db.destroy() })
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
   const test = async (builder: Knex.QueryBuilder): Promise<boolean | undefined | 'not compiled'> => {
-    const matcher = await compileQueryset(builder, table, 'id')
+    const matcher = await compileQueryset(builder, table, 'id', new TableSchemas())
     return matcher === undefined ? 'not compiled' : matcher.test(row)
   }
   t.equal(await test(db({ x: table }).where('x.id', 1)), true, 'an alias object qualifies columns like `as`')

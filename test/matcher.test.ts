@@ -8,8 +8,7 @@ import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
 import restLive from '../lib/index.js'
 import { compareCodePoints, compileQueryset, compileWith } from '../lib/matcher/evaluator.js'
-import { dialectOf, sqliteAffinity, tableSchema } from '../lib/matcher/schema.js'
-import { matcherStats, resetMatcherStats } from '../lib/matcher/stats.js'
+import { TableSchemas, dialectOf, sqliteAffinity } from '../lib/matcher/schema.js'
 import { ViewIndex } from '../lib/matcher/view-index.js'
 import type { RealtimeRoute } from '../lib/registry/route-registry.js'
 import type { ChangedRow } from '../lib/subscriptions/model-queue.js'
@@ -18,9 +17,11 @@ import type { Row } from '../lib/types.js'
 import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 
 const dialects: Dialect[] = ['sqlite']
+/** The table schemas compiling reads with, as one registration's views share theirs. */
+const schemas = new TableSchemas()
 if (await postgresAvailable()) dialects.push('postgres')
 
 async function tasksDb (t: Test, dialect: Dialect): Promise<{ db: Knex, table: string }> {
@@ -177,17 +178,17 @@ t.test('a changed row is serialized once per route, whatever the number of views
   const route: RealtimeRoute = {
     id: 1, url: '/t', model: table, kind: 'list', lookup: 'id', pk: 'id', params: [], queryset: undefined, response: undefined, serialize
   }
-  const sequence = new LocalSequence()
+  const clock = new CommitClock()
   const views = [db(table).where('owner_id', 1), db(table).where('done', false), db(table)]
-    .map((builder, n) => new QuerysetView(String(n), route, builder, serialize, undefined, () => {}, sequence))
+    .map((builder, n) => new QuerysetView(String(n), route, builder, serialize, undefined, { countQuery: () => {}, clock, schemas }))
   for (const view of views) await view.readAll()
   // another route's view of the same rows, with its own serializer: the text cached for the first must not reach it
   const narrow = (row: Row): string => JSON.stringify({ id: row.id })
-  const other = new QuerysetView('other', { ...route, id: 2, url: '/u', serialize: narrow }, db(table), narrow, undefined, () => {}, sequence)
+  const other = new QuerysetView('other', { ...route, id: 2, url: '/u', serialize: narrow }, db(table), narrow, undefined, { countQuery: () => {}, clock, schemas })
   await other.readAll()
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
-  // a row this node captured after every read above: trusted in memory (see capture/local-sequence.ts)
-  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, sequence: sequence.tick() }]])
+  // a row this node captured after every read above: trusted in memory (see capture/commit-clock.ts)
+  const keys = new Map<string, ChangedRow>([['1', { pk: 1, row, deleted: false, trustedSince: clock.tick() }]])
   const readings = await Promise.all(views.map(async (view) => await view.readChanged(keys)))
   t.equal(calls, 1)
   t.same(readings.map((reading) => reading?.rows.get('1')), Array(3).fill(JSON.stringify(row)))
@@ -200,7 +201,7 @@ t.test('what compiles and what does not', async (t) => {
   const table = uniqueName('tasks')
   await createTasksTable(db, table)
   t.teardown(async () => { await db.destroy() })
-  const compiles = async (builder: Knex.QueryBuilder): Promise<boolean> => await compileQueryset(builder, table, 'id') !== undefined
+  const compiles = async (builder: Knex.QueryBuilder): Promise<boolean> => await compileQueryset(builder, table, 'id', schemas) !== undefined
   const rejected: Array<[string, Knex.QueryBuilder]> = [
     ['like', db(table).where('title', 'like', 'a%')],
     ['whereLike', db(table).whereLike('title', 'a%')],
@@ -227,7 +228,7 @@ t.test('what compiles and what does not', async (t) => {
   ]
   for (const [name, builder] of rejected) t.equal(await compiles(builder), false, name)
   t.equal(await compiles(db(table).where(1 as unknown as string, '<', 2)), false, 'a constant other than knex\'s empty in')
-  await t.rejects(compileQueryset(db(table).where(() => { throw new Error('callback failed') }), table, 'id'), /callback failed/)
+  await t.rejects(compileQueryset(db(table).where(() => { throw new Error('callback failed') }), table, 'id', schemas), /callback failed/)
   const accepted: Array<[string, Knex.QueryBuilder]> = [
     ['select *', db(table).select('*')],
     [`${table}.*`, db(table).select(`${table}.*`).orderBy('id')],
@@ -238,7 +239,7 @@ t.test('what compiles and what does not', async (t) => {
   for (const [name, builder] of accepted) t.equal(await compiles(builder), true, name)
 
   const matcher = async (builder: Knex.QueryBuilder): Promise<(row: Row) => boolean | undefined> => {
-    const compiled = await compileQueryset(builder, table, 'id')
+    const compiled = await compileQueryset(builder, table, 'id', schemas)
     return (row) => compiled?.test(row)
   }
   const row = { id: 1, title: 'a', owner_id: 1, done: 0, secret: 's' }
@@ -251,7 +252,7 @@ t.test('what compiles and what does not', async (t) => {
   t.equal((await matcher(db(table).where('title', '>', 1)))(row), undefined)
 
   // rows that are not whole rows
-  const full = (await compileQueryset(db(table), table, 'id'))?.full
+  const full = (await compileQueryset(db(table), table, 'id', schemas))?.full
   t.equal(full?.(row), true)
   t.equal(full?.({ id: 1 }), false, 'missing columns')
   t.equal(full?.({ ...row, secret: undefined, extra: 1 }), false, 'other columns')
@@ -271,11 +272,11 @@ t.test('SQLite schema details', async (t) => {
   t.equal(sqliteAffinity('boolean'), 'number')
   await db.raw('create table collated (id integer primary key, name text collate nocase, n integer, anything)')
   await db.raw('create table plain (id integer primary key, anything)')
-  t.equal(await tableSchema(db('missing'), 'missing'), undefined, 'no such table')
+  t.equal(await schemas.of(db('missing'), 'missing'), undefined, 'no such table')
   const test = async (table: string, build: (q: Knex.QueryBuilder) => void, row: Row): Promise<boolean | undefined> => {
     const builder = db(table)
     build(builder)
-    return (await compileQueryset(builder, table, 'id'))?.test(row)
+    return (await compileQueryset(builder, table, 'id', schemas))?.test(row)
   }
   t.equal(await test('collated', (q) => q.where('name', 'A'), { id: 1, name: 'a', n: 1, anything: null }), undefined, 'a COLLATE clause: text left to the database')
   t.equal(await test('collated', (q) => q.where('n', 1), { id: 1, name: 'a', n: 1, anything: null }), true, 'numbers still compared')
@@ -283,15 +284,18 @@ t.test('SQLite schema details', async (t) => {
   t.equal(await test('plain', (q) => q.where('anything', 2), { id: 1, anything: 1.5 }), false)
   t.equal(await test('plain', (q) => q.where('anything', 2), { id: 1, anything: 'x' }), undefined, 'mixed kinds: left to the database')
   t.equal(await test('plain', (q) => q.where('id', 2 ** 60), { id: 1, anything: null }), undefined, 'integers beyond 2^53')
-  const index = (await compileQueryset(db('plain').where('anything', 'x').where('id', 1), 'plain', 'id'))?.index
+  const index = (await compileQueryset(db('plain').where('anything', 'x').where('id', 1), 'plain', 'id', schemas))?.index
   t.same(index?.values, ['n1'], 'an untyped column is not indexed; the primary key is')
   t.equal(index?.canon('x'), undefined)
   t.equal(dialectOf({ dialect: 'mysql' }), undefined)
-  t.equal(await tableSchema({ client: { dialect: 'mysql' } } as unknown as Knex.QueryBuilder, 'x'), undefined, 'unsupported dialect')
-  t.equal(await compileQueryset({ client: { dialect: 'mysql' }, _method: 'select', _single: { table: 'x' }, _statements: [] } as unknown as Knex.QueryBuilder, 'x', 'id'), undefined)
+  t.equal(await schemas.of({ client: { dialect: 'mysql' } } as unknown as Knex.QueryBuilder, 'x'), undefined, 'unsupported dialect')
+  t.equal(await compileQueryset({ client: { dialect: 'mysql' }, _method: 'select', _single: { table: 'x' }, _statements: [] } as unknown as Knex.QueryBuilder, 'x', 'id', schemas), undefined)
   const broken = { client: { dialect: 'sqlite3', raw: async () => { throw new Error('gone') } } }
-  t.equal(await tableSchema(broken as unknown as Knex.QueryBuilder, 'x'), undefined, 'a failing catalogue query')
-  t.ok(matcherStats.schemaQueries > 0)
+  t.equal(await schemas.of(broken as unknown as Knex.QueryBuilder, 'x'), undefined, 'a failing catalogue query')
+  const queries = schemas.queries
+  t.ok(queries > 0)
+  await schemas.of(db('plain'), 'plain')
+  t.equal(schemas.queries, queries, 'a table is read once per registration and client')
 })
 
 t.test('code point order is SQLite BINARY order', async (t) => {
@@ -321,7 +325,7 @@ t.test('PostgreSQL schema details', { skip: !dialects.includes('postgres') }, as
   const compile = async (build: (q: Knex.QueryBuilder) => void): Promise<NonNullable<Awaited<ReturnType<typeof compileQueryset>>>> => {
     const builder = db(table)
     build(builder)
-    return await compileQueryset(builder, table, 'id') as NonNullable<Awaited<ReturnType<typeof compileQueryset>>>
+    return await compileQueryset(builder, table, 'id', schemas) as NonNullable<Awaited<ReturnType<typeof compileQueryset>>>
   }
   const all = await compile(() => {})
   t.equal(all.full(row as Row), true, 'a row as the driver returns it')
@@ -332,7 +336,7 @@ t.test('PostgreSQL schema details', { skip: !dialects.includes('postgres') }, as
   t.teardown(async () => { await db.schema.dropTableIfExists(spans) })
   await db(spans).insert({ span: '1 day' })
   const [span] = await db(spans).select() as Row[]
-  t.equal((await compileQueryset(db(spans), spans, 'id'))?.full(span as Row), false, 'intervals are objects node-postgres builds: the evaluator does not vouch for them')
+  t.equal((await compileQueryset(db(spans), spans, 'id', schemas))?.full(span as Row), false, 'intervals are objects node-postgres builds: the evaluator does not vouch for them')
   t.equal(all.full({ ...row, big: 1 }), false, 'bigint comes as a string')
   t.equal((await compile((q) => q.where('c', 'a'))).test(row as Row), undefined, 'an explicit collation is left to the database')
   t.equal((await compile((q) => q.where('big', 1))).test(row as Row), undefined)
@@ -366,6 +370,8 @@ t.test('the view index', async (t) => {
   const change = (row: Row | undefined, deleted = false): ChangedRow => ({ pk: 1, row, deleted })
   const visited = (changes: Map<string, ChangedRow>): string[] => [...index.route(changes).keys()].map((v) => v.key)
   t.same(visited(new Map([['1', change({ owner: 2 })]])), ['scan', 'two'])
+  t.same(visited(new Map([['1', { ...change({ owner: 2 }), alsoSeen: [{ owner: 3 }] }]])), ['scan', 'two', 'three'], 'rows of earlier changes in the batch lead to their views too')
+  t.same(visited(new Map([['1', { ...change({ owner: 2 }, true), alsoSeen: [{ owner: 1 }] }]])), ['scan', 'one'], 'even when the last change is a delete')
   t.same(visited(new Map([['1', change(undefined)]])), ['scan', 'one', 'two', 'three'], 'an unknown row visits every view')
   index.settle(one, { rows: new Map([['1', '{}']]), examined: null })
   index.hold(two, ['1'])
@@ -380,7 +386,25 @@ t.test('the view index', async (t) => {
   t.same(visited(new Map([['1', change({ owner: 2 })]])), [])
 })
 
-t.test('counters', async (t) => {
-  resetMatcherStats()
-  t.same(matcherStats, { viewsRead: 0, rowsEvaluated: 0, rowsFromDatabase: 0, schemaQueries: 0 })
+t.test('each registration reads table schemas itself: a migration between two apps on one Knex is seen', async (t) => {
+  const db = sqlite()
+  const table = uniqueName('tasks')
+  await createTasksTable(db, table)
+  t.teardown(async () => { await db.destroy() })
+  const subscribeAndWrite = async (title: string): Promise<number> => {
+    const { app } = await buildTasksApp({ db, table })
+    const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
+    await client.subscribe({ id: 'mine', model: table, action: 'list' })
+    const checks = app.realtime.stats().databaseChecks
+    await db(table).insert({ title, owner_id: 1 })
+    await client.next((frame) => frame.type === 'broadcast')
+    const used = app.realtime.stats().databaseChecks - checks
+    client.close()
+    await app.close()
+    return used
+  }
+  t.equal(await subscribeAndWrite('before'), 0, 'the first app matches the row in memory')
+  await db.schema.alterTable(table, (columns) => { columns.string('note').nullable() })
+  // a schema cached process-wide would still say four columns: the row (five) would not be whole, and go to the database
+  t.equal(await subscribeAndWrite('after'), 0, 'the second app knows the new column and matches in memory too')
 })

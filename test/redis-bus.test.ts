@@ -1,5 +1,5 @@
 /**
- * The Redis bus on its own (no Fastify): envelopes and sequence numbers,
+ * The Redis bus on its own (no Fastify): envelopes and serials,
  * reference-counted interest, gaps, reconnects, dropped publishes and
  * startup failures, against the machine's real Redis.
  */
@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { createRedisBus, type RedisBus } from '../lib/bus/redis-bus.js'
 import { ChannelInterest } from '../lib/bus/redis-interest.js'
-import { decodeEnvelope, InboundSequences, OutboundSequences } from '../lib/bus/redis-sequence.js'
+import { decodeEnvelope, InboundSerials, OutboundSerials } from '../lib/bus/redis-serial.js'
 import { uniqueName } from './helpers/db.js'
 import {
   REDIS_URL, RedisProxy, killClients, recordingLogger, redisAvailable, redisClient, silentServer, subscriberCount
@@ -34,13 +34,13 @@ t.test('envelopes', async (t) => {
   t.equal(decodeEnvelope('null'), undefined)
   t.equal(decodeEnvelope('42'), undefined)
   t.equal(decodeEnvelope('{"s":1}'), undefined, 'no origin')
-  t.equal(decodeEnvelope('{"o":"a","s":1.5}'), undefined, 'sequence not an integer')
+  t.equal(decodeEnvelope('{"o":"a","s":1.5}'), undefined, 'serial not an integer')
   t.equal(decodeEnvelope('{"o":"a","s":1,"e":null}'), undefined)
   t.equal(decodeEnvelope('{"o":"a","s":1,"e":{"op":"insert"}}'), undefined, 'event without a model')
   t.same(decodeEnvelope('{"o":"a","s":2,"d":1}'), { o: 'a', s: 2, d: 1 })
   t.same(decodeEnvelope('{"o":"a","s":1,"e":{"model":"m","op":"insert","rows":null}}'), { o: 'a', s: 1, e: { model: 'm', op: 'insert', rows: null } })
 
-  const out = new OutboundSequences()
+  const out = new OutboundSerials()
   t.same(JSON.parse(out.encode('n', 'c', change('m', 1))), { o: 'n', s: 1, e: change('m', 1) })
   t.same(JSON.parse(out.encode('n', 'other')), { o: 'n', s: 1 }, 'one counter per channel')
   out.dropped('c')
@@ -50,14 +50,20 @@ t.test('envelopes', async (t) => {
   t.same(JSON.parse(out.encode('n', 'c')), { o: 'n', s: 2, d: 1 }, 'the next message owns up to the drop')
   t.same(out.pendingDrops(), [])
   t.equal(out.droppedCount, 1)
+  const trusted = out.encode('n', 'c', { ...change('m', 1), trustedSince: 7 })
+  t.notMatch(trusted, /trustedSince/, "a node's trust in its own capture never goes on the wire")
+  t.same(JSON.parse(trusted), { o: 'n', s: 3, e: change('m', 1) })
+  t.same(decodeEnvelope('{"o":"a","s":1,"e":{"model":"m","op":"update","rows":[{"id":1}],"trustedSince":99}}'), { o: 'a', s: 1, e: change('m', 1) },
+    'nor is a sender believed: a forged trust mark is dropped on arrival')
+  t.notOk('trustedSince' in (decodeEnvelope('{"o":"a","s":1,"e":{"model":"m","op":"update","rows":[],"trustedSince":99}}')?.e ?? {}))
 
-  const inbound = new InboundSequences()
+  const inbound = new InboundSerials()
   t.equal(inbound.check('c', 'a', 5), 'first', 'an unknown origin is not a gap')
   t.equal(inbound.check('c', 'a', 6), 'next')
   t.equal(inbound.check('c', 'a', 6), 'duplicate')
   t.equal(inbound.check('c', 'a', 8), 'gap')
   t.equal(inbound.check('c', 'b', 1), 'first')
-  t.equal(inbound.check('d', 'a', 1), 'first', 'sequences are per channel')
+  t.equal(inbound.check('d', 'a', 1), 'first', 'serials are per channel')
   inbound.forget('c')
   t.equal(inbound.check('c', 'a', 20), 'first')
   inbound.clear()
@@ -101,6 +107,25 @@ t.test('against Redis', { skip: redisUp ? false : 'Redis is not running' }, asyn
     t.teardown(async () => { await bus.close() })
     return { bus, ...listener, ...logger }
   }
+
+  t.test("a capture's trust mark reaches this node's listener only, never Redis", async (t) => {
+    const prefix = uniqueName('rb')
+    const a = await node(t, prefix)
+    const b = await node(t, prefix)
+    const raw = redisClient()
+    t.teardown(async () => { await raw.quit() })
+    const messages: string[] = []
+    raw.on('message', (_channel: string, message: string) => { messages.push(message) })
+    await raw.subscribe(`${prefix}:tasks`)
+    await a.bus.follow('tasks')
+    await b.bus.follow('tasks')
+    await a.bus.publish({ ...change('tasks', 1), trustedSince: 5 })
+    await eventually(() => b.events.length === 1 && messages.length === 1)
+    t.same(a.events, [{ ...change('tasks', 1), trustedSince: 5 }], 'this node: the event as captured')
+    t.same(b.events, [change('tasks', 1)], 'another node: model, op and rows')
+    t.notOk('trustedSince' in (b.events[0] as object))
+    t.notMatch(messages[0], /trustedSince/, 'not in the message on the channel')
+  })
 
   t.test('events reach the nodes following their model, once, and only them', async (t) => {
     const prefix = uniqueName('rb')

@@ -6,7 +6,7 @@
 import FakeTimers from '@sinonjs/fake-timers'
 import Fastify, { type FastifyRequest } from 'fastify'
 import t from 'tap'
-import { LocalSequence } from '../lib/capture/local-sequence.js'
+import { CommitClock } from '../lib/capture/commit-clock.js'
 import { RouteRegistry, type RealtimeRoute } from '../lib/registry/route-registry.js'
 import { UnkeyedRows } from '../lib/registry/unkeyed-rows.js'
 import { createCounters } from '../lib/stats.js'
@@ -40,7 +40,7 @@ class FakeView extends ViewSource {
 function managerWithBus (): { manager: SubscriptionManager, interest: () => number } {
   const registry = new RouteRegistry()
   const log = Fastify().log
-  const manager = new SubscriptionManager(registry, log, createCounters(), new LocalSequence(), new UnkeyedRows(log, registry, 'sqlite'))
+  const manager = new SubscriptionManager(registry, log, createCounters(), new CommitClock(), new UnkeyedRows(log, registry, 'sqlite'))
   let follows = 0
   manager.attach({
     publish: async () => {},

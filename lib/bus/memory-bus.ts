@@ -1,7 +1,7 @@
 /**
  * The in-process bus: one node, no network, nothing to lose.
  */
-import type { Bus, BusListener, ChangeEvent } from './bus.js'
+import type { Bus, BusListener, LocalChangeEvent } from './bus.js'
 
 export class MemoryBus implements Bus {
   readonly #listener: BusListener
@@ -11,7 +11,7 @@ export class MemoryBus implements Bus {
     this.#listener = listener
   }
 
-  async publish (event: ChangeEvent): Promise<void> {
+  async publish (event: LocalChangeEvent): Promise<void> {
     if (this.#interest.has(event.model)) this.#listener.event(event)
   }
 

@@ -3,7 +3,7 @@
  * model (`${channelPrefix}:${model}`), with no silent loss.
  *
  * - Publishing: each event is wrapped in an envelope (origin node id and a
- *   per-channel sequence number, see redis-sequence.ts) and serialized once.
+ *   per-channel serial, see redis-serial.ts) and serialized once.
  *   This node's own subscribers get the event directly, without a round trip
  *   (so they keep working while Redis is down); other nodes get it from Redis.
  *   A publish never throws into the writer: while Redis is unreachable ioredis
@@ -13,7 +13,7 @@
  *   drop flag that makes every receiver resync the model.
  * - Receiving: a dedicated subscriber connection, subscribed only to the
  *   models local subscribers follow (redis-interest.ts). A hole in a sender's
- *   sequence, a drop flag, or a subscriber connection that dropped and came
+ *   serials, a drop flag, or a subscriber connection that dropped and came
  *   back (network, `CLIENT KILL`, client-output-buffer-limit) calls
  *   `listener.gap(models)`: the affected views are re-read and their
  *   subscribers get a `resync` frame, then live broadcasts resume.
@@ -21,10 +21,10 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import type { Bus, BusListener, ChangeEvent } from './bus.js'
+import type { Bus, BusListener, ChangeEvent, LocalChangeEvent } from './bus.js'
 import { closeConnection, openRedisConnections, type RedisConnections } from './redis-connections.js'
 import { ChannelInterest } from './redis-interest.js'
-import { decodeMessage, InboundSequences, OutboundSequences } from './redis-sequence.js'
+import { decodeMessage, InboundSerials, OutboundSerials } from './redis-serial.js'
 
 /** A warning about the messages of one channel is logged at most this often (per kind). */
 const WARN_INTERVAL_MS = 60_000
@@ -63,8 +63,8 @@ export class RedisBus implements Bus {
   readonly #ownsPublisher: boolean
   readonly #address: string
   readonly #interest: ChannelInterest
-  readonly #outbound = new OutboundSequences()
-  readonly #inbound = new InboundSequences()
+  readonly #outbound = new OutboundSerials()
+  readonly #inbound = new InboundSerials()
   readonly #pkOf: ((model: string) => string | undefined) | undefined
   /** When each (kind, channel) warning was last logged. */
   readonly #warned = new Map<string, number>()
@@ -110,7 +110,7 @@ export class RedisBus implements Bus {
     return this.#outbound.droppedCount
   }
 
-  async publish (event: ChangeEvent): Promise<void> {
+  async publish (event: LocalChangeEvent): Promise<void> {
     if (this.#closed) return
     const channel = this.channelOf(event.model)
     if (this.#interest.modelOf(channel) !== undefined) this.#listener.event(event)
@@ -182,7 +182,7 @@ export class RedisBus implements Bus {
       return
     }
     if (verdict === 'gap' || (message.kind === 'envelope' && message.envelope.d === 1)) {
-      this.#log.warn({ model, origin, reason: verdict === 'gap' ? 'sequence gap' : 'publishes dropped at origin' }, 'fastify-rest-live: events may have been missed; resyncing')
+      this.#log.warn({ model, origin, reason: verdict === 'gap' ? 'serial gap' : 'publishes dropped at origin' }, 'fastify-rest-live: events may have been missed; resyncing')
       this.#listener.gap([model])
       return
     }

@@ -5,7 +5,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Knex } from 'knex'
-import type { ChangeEvent } from '../bus/bus.js'
+import type { LocalChangeEvent } from '../bus/bus.js'
 import type { RouteRegistry } from '../registry/route-registry.js'
 import { usableKey, type UnkeyedRows } from '../registry/unkeyed-rows.js'
 import { Cascades } from './foreign-keys.js'
@@ -17,7 +17,7 @@ export interface RegistrationTargetOptions {
   unkeyed: UnkeyedRows
   log: FastifyBaseLogger
   /** Sends one event on this registration's bus. */
-  publish: (event: ChangeEvent) => void
+  publish: (event: LocalChangeEvent) => void
 }
 
 export class RegistrationTarget implements CaptureTarget {
@@ -25,7 +25,7 @@ export class RegistrationTarget implements CaptureTarget {
   readonly #registry: RouteRegistry
   readonly #unkeyed: UnkeyedRows
   readonly #log: FastifyBaseLogger
-  readonly #publish: (event: ChangeEvent) => void
+  readonly #publish: (event: LocalChangeEvent) => void
   /** Foreign key actions reaching followed tables; empty until `ready`. */
   #cascades = new Cascades()
 
@@ -75,7 +75,7 @@ export class RegistrationTarget implements CaptureTarget {
     }
   }
 
-  #event (model: string, write: CommittedWrite): ChangeEvent {
+  #event (model: string, write: CommittedWrite): LocalChangeEvent {
     const pk = this.#registry.pkOf(model) as string
     let rows = write.rows
     if (rows?.some((row) => !usableKey(row[pk])) === true) {
@@ -83,8 +83,9 @@ export class RegistrationTarget implements CaptureTarget {
       if (rows.some((row) => pk in row && !usableKey(row[pk]))) this.#unkeyed.report(model, 'written')
       rows = null
     }
-    const event: ChangeEvent = { model, op: write.op, rows }
-    if (rows !== null && write.trustedAt !== undefined) this.#capture.sequence.stamp(event, write.trustedAt)
+    const event: LocalChangeEvent = { model, op: write.op, rows }
+    // rows carried whole from a commit that raced nothing: they may stand in for a read (commit-clock.ts)
+    if (rows !== null && write.trustedSince !== undefined) event.trustedSince = write.trustedSince
     return event
   }
 }

@@ -16,7 +16,7 @@
  * A name repeated on the stack means its most recent (innermost) savepoint.
  */
 import type { Row, WriteOp } from '../types.js'
-import type { CommitWindow } from './local-sequence.js'
+import type { CommitWindow } from './commit-clock.js'
 
 /** One captured write, held until its transaction commits. */
 export interface CapturedWrite {
@@ -140,8 +140,9 @@ export class TransactionLog {
         // a savepoint the log cannot name: its writes stay where they are, to be published or rolled back with the transaction
         if (index === undefined) return
         // the savepoint's writes, and those of every savepoint above it, now belong to the enclosing level
-        const released = levels.splice(index).flatMap((level) => level.writes)
-        levels[index - 1]?.writes.push(...released)
+        const enclosing = (levels[index - 1] as Level).writes
+        // one by one: a spread of a long transaction's writes would overflow the call stack
+        for (const level of levels.splice(index)) for (const write of level.writes) enclosing.push(write)
         return
       }
       case 'rollbackTo': {

@@ -16,7 +16,7 @@ import type { Knex } from 'knex'
 import { builderTableRef } from '../capture/table-names.js'
 import { partsOf, statementsOfGroup, type BuilderParts, type BuilderStatement } from '../knex/internals.js'
 import type { Row } from '../types.js'
-import { tableSchema, type ColumnInfo, type CompareMode, type Dialect, type TableSchema } from './schema.js'
+import type { ColumnInfo, CompareMode, Dialect, TableSchema, TableSchemas } from './schema.js'
 
 /** SQL truth values, plus UNDECIDED: the evaluator cannot tell (T, F or NULL). */
 export const FALSE = 0
@@ -71,12 +71,12 @@ interface Compiled {
 /**
  * The predicate of a queryset over `model`, or undefined when the queryset is
  * not something the evaluator can reproduce exactly. Reads the table's columns
- * once (cached).
+ * once (cached in `schemas`, the registration's).
  */
-export async function compileQueryset (builder: Knex.QueryBuilder, model: string, pk: string): Promise<Matcher | undefined> {
+export async function compileQueryset (builder: Knex.QueryBuilder, model: string, pk: string, schemas: TableSchemas): Promise<Matcher | undefined> {
   const table = tableOf(partsOf(builder), model)
   if (table === undefined) return undefined
-  const schema = await tableSchema(builder, model)
+  const schema = await schemas.of(builder, model)
   if (schema === undefined) return undefined
   return compileWith(builder, schema, table.qualifiers, pk)
 }

@@ -3,11 +3,11 @@
  * columns, how the database compares each one with a bound value, and what a
  * row value looks like when it comes straight from the driver.
  *
- * Read once per table and Knex client (one catalogue query), then cached.
+ * Read once per table and Knex client (one catalogue query), then cached by
+ * the registration's `TableSchemas`.
  */
 import type { Knex } from 'knex'
 import { clientOf, clientRaw, dialectName } from '../knex/internals.js'
-import { matcherStats } from './stats.js'
 
 export type Dialect = 'postgresql' | 'sqlite'
 
@@ -38,33 +38,43 @@ export interface TableSchema {
   columns: Map<string, ColumnInfo>
 }
 
-const cache = new WeakMap<object, Map<string, Promise<TableSchema | undefined>>>()
-
 export function dialectOf (client: unknown): Dialect | undefined {
   const dialect = dialectName(client)
   return dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : undefined
 }
 
-/** The table's schema, or undefined when it cannot be read (unsupported dialect, no such table). */
-export async function tableSchema (builder: Knex.QueryBuilder, table: string): Promise<TableSchema | undefined> {
-  const client = clientOf(builder)
-  const dialect = dialectOf(client)
-  if (dialect === undefined) return undefined
-  let tables = cache.get(client)
-  if (tables === undefined) {
-    tables = new Map()
-    cache.set(client, tables)
+/**
+ * The schemas of the tables one registration's views read: one per plugin
+ * registration (index.ts), handed to its views, so nothing is shared between
+ * Fastify instances. Keyed by Knex client too: a queryset may be built on
+ * another Knex instance than the plugin's.
+ */
+export class TableSchemas {
+  readonly #byClient = new WeakMap<object, Map<string, Promise<TableSchema | undefined>>>()
+  /** Catalogue queries made so far (one per table and client). */
+  queries = 0
+
+  /** The table's schema, or undefined when it cannot be read (unsupported dialect, no such table). */
+  async of (builder: Knex.QueryBuilder, table: string): Promise<TableSchema | undefined> {
+    const client = clientOf(builder)
+    const dialect = dialectOf(client)
+    if (dialect === undefined) return undefined
+    let tables = this.#byClient.get(client)
+    if (tables === undefined) {
+      tables = new Map()
+      this.#byClient.set(client, tables)
+    }
+    let schema = tables.get(table)
+    if (schema === undefined) {
+      this.queries++
+      schema = readSchema(client, dialect, table)
+      tables.set(table, schema)
+    }
+    return await schema
   }
-  let schema = tables.get(table)
-  if (schema === undefined) {
-    schema = readSchema(client, dialect, table)
-    tables.set(table, schema)
-  }
-  return await schema
 }
 
 async function readSchema (client: object, dialect: Dialect, table: string): Promise<TableSchema | undefined> {
-  matcherStats.schemaQueries++
   try {
     const columns = dialect === 'postgresql' ? await pgColumns(client, table) : await sqliteColumns(client, table)
     return columns.size === 0 ? undefined : { dialect, table, columns }

@@ -13,6 +13,7 @@
  * type) visits every view of the column.
  */
 import type { ChangedRow } from '../subscriptions/model-queue.js'
+import type { Row } from '../types.js'
 import type { ViewReading, ViewSource } from '../subscriptions/view.js'
 import type { IndexKey } from './evaluator.js'
 
@@ -97,16 +98,23 @@ export class ViewIndex {
           if (typeof values === 'string') visitBucket(visits, column.buckets.get(values), row, change)
           else for (const value of values) visitBucket(visits, column.buckets.get(value), row, change)
         }
-        if (change.deleted) continue // a deleted row enters no view
-        const value = change.row === undefined ? undefined : column.canon(change.row[name])
-        if (value !== undefined) {
-          visitBucket(visits, column.buckets.get(value), row, change)
-        } else {
-          for (const bucket of column.buckets.values()) visitBucket(visits, bucket, row, change)
-        }
+        // a deleted row enters no view
+        if (!change.deleted) enter(visits, column, name, change.row, row, change)
+        // rows of earlier changes in the batch: any may be the newest (model-queue.ts)
+        for (const seen of change.alsoSeen ?? []) enter(visits, column, name, seen, row, change)
       }
     }
     return visits
+  }
+}
+
+/** Visits the views a row (as a change carried it) may have entered: those filed under its value, or all when unknown. */
+function enter (visits: Visits, column: ColumnIndex, name: string, values: Row | undefined, row: string, change: ChangedRow): void {
+  const value = values === undefined ? undefined : column.canon(values[name])
+  if (value !== undefined) {
+    visitBucket(visits, column.buckets.get(value), row, change)
+  } else {
+    for (const bucket of column.buckets.values()) visitBucket(visits, bucket, row, change)
   }
 }
 

@@ -4,8 +4,8 @@
  * CREATED / UPDATED / DELETED broadcasts, following the tutorial's "What gets broadcast, and why".
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { Bus, ChangeEvent } from '../bus/bus.js'
-import type { LocalSequence } from '../capture/local-sequence.js'
+import type { Bus, LocalChangeEvent } from '../bus/bus.js'
+import type { CommitClock } from '../capture/commit-clock.js'
 import { InstanceNotFoundError, UnkeyedRowsError } from '../errors.js'
 import { ViewIndex } from '../matcher/view-index.js'
 import type { RealtimeRoute, RouteRegistry } from '../registry/route-registry.js'
@@ -47,23 +47,23 @@ export class SubscriptionManager {
   readonly #registry: RouteRegistry
   readonly #log: FastifyBaseLogger
   readonly #counters: Counters
-  /** The capture's clock: which changed rows are trusted (capture/local-sequence.ts). */
-  readonly #sequence: LocalSequence
+  /** The capture's commit clock: views stamp their reads with it (capture/commit-clock.ts). */
+  readonly #clock: CommitClock
   readonly #unkeyed: UnkeyedRows
   #bus: Bus | undefined
   #watcher: SubscriptionWatcher | undefined
 
-  constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters, sequence: LocalSequence, unkeyed: UnkeyedRows) {
+  constructor (registry: RouteRegistry, log: FastifyBaseLogger, counters: Counters, clock: CommitClock, unkeyed: UnkeyedRows) {
     this.#registry = registry
     this.#log = log
     this.#counters = counters
-    this.#sequence = sequence
+    this.#clock = clock
     this.#unkeyed = unkeyed
   }
 
   /** The clock views stamp their reads with. */
-  get clock (): LocalSequence {
-    return this.#sequence
+  get clock (): CommitClock {
+    return this.#clock
   }
 
   attach (bus: Bus): void {
@@ -97,7 +97,7 @@ export class SubscriptionManager {
   }
 
   /** A change committed (here or on another node). */
-  onEvent (event: ChangeEvent): void {
+  onEvent (event: LocalChangeEvent): void {
     this.#counters.eventsReceived++
     // the bus only delivers models this node follows, and a followed model has routes
     const pk = this.#registry.pkOf(event.model) as string
@@ -105,8 +105,8 @@ export class SubscriptionManager {
     if (event.rows !== null) {
       keys = new Map()
       const deleted = event.op === 'delete'
-      const sequence = this.#sequence.capturedSequence(event)
-      for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted, sequence })
+      const trustedSince = event.trustedSince
+      for (const row of event.rows) keys.set(keyOf(row[pk]), { pk: row[pk], row, deleted, trustedSince })
     }
     this.#queue(event.model).changes(keys)
   }
@@ -315,16 +315,16 @@ export class SubscriptionManager {
    * racing another commit) is re-read from the database now. Another node may
    * have written the same row after a local commit that is still waiting to be
    * handled, so a local capture whose commit was sent before this moment is no
-   * longer provably the newest version either (capture/local-sequence.ts).
+   * longer provably the newest version either (capture/commit-clock.ts).
    */
   #distrustOlderCaptures (model: string, keys: ChangedKeys): void {
-    if (keys === null || [...keys.values()].some((change) => change.sequence === undefined)) {
-      this.#untrustedAt.set(model, this.#sequence.current())
+    if (keys === null || [...keys.values()].some((change) => change.trustedSince === undefined)) {
+      this.#untrustedAt.set(model, this.#clock.current())
     }
     const untrustedAt = this.#untrustedAt.get(model) ?? 0
     if (keys === null) return
     for (const change of keys.values()) {
-      if (change.sequence !== undefined && change.sequence <= untrustedAt) change.sequence = undefined
+      if (change.trustedSince !== undefined && change.trustedSince <= untrustedAt) change.trustedSince = undefined
     }
   }
 

@@ -17,8 +17,14 @@ export interface ChangedRow {
   row: Row | undefined
   /** The row no longer exists. */
   deleted: boolean
-  /** This node's capture stamp (see capture/local-sequence.ts); undefined for events from elsewhere. */
-  sequence?: number | undefined
+  /** The tick its commit was sent at, when this node captured it and its row is trusted (capture/commit-clock.ts); else undefined. */
+  trustedSince?: number | undefined
+  /**
+   * Rows earlier changes of this key carried, when they waited in the same
+   * batch and the batch cannot tell which is the newest (see `mergeChange`):
+   * the views each leads to are visited too.
+   */
+  alsoSeen?: Array<Row | undefined>
   /** The row serialized by each serializer that needed it: once per route, shared by every view. */
   serialized?: Map<(row: Row) => string, string>
 }
@@ -91,6 +97,30 @@ export class ModelQueue {
 
 function mergeKeys (into: ChangedKeys, from: ChangedKeys): ChangedKeys {
   if (into === null || from === null) return null
-  for (const [key, value] of from) into.set(key, value)
+  for (const [key, change] of from) {
+    const earlier = into.get(key)
+    into.set(key, earlier === undefined ? change : mergeChange(earlier, change))
+  }
   return into
+}
+
+/**
+ * One change for a key changed twice while waiting. Coalescing must not change
+ * what the check concludes, so the later change wins outright only when both
+ * were trusted: the later commit was then sent after the earlier one was
+ * answered (commit-clock.ts), so its row is the newer. Otherwise either row
+ * may be the newest, so the merged change is not trusted (its row is re-read)
+ * and keeps every row seen, to find the views the row may have entered:
+ *
+ *   t1 we send COMMIT (a rename, owner 1), t2 another node moves the row to
+ *   owner 2 and publishes, t3 its event arrives, t4 our COMMIT is answered and
+ *   our capture queued behind it, t5 one check → owner 2's view is visited
+ *   and re-read (our row alone would lead only to owner 1's, in memory)
+ */
+function mergeChange (earlier: ChangedRow, later: ChangedRow): ChangedRow {
+  if (earlier.trustedSince !== undefined && later.trustedSince !== undefined) return later
+  const alsoSeen = earlier.alsoSeen ?? []
+  // a deleted row enters no view
+  if (!earlier.deleted) alsoSeen.push(earlier.row)
+  return { ...later, trustedSince: undefined, alsoSeen }
 }

@@ -9,8 +9,8 @@
  */
 import type { Knex } from 'knex'
 import { compileQueryset, type IndexKey, type Matcher } from '../matcher/evaluator.js'
-import { matcherStats } from '../matcher/stats.js'
-import type { ReadClock } from '../capture/local-sequence.js'
+import type { TableSchemas } from '../matcher/schema.js'
+import type { ReadClock } from '../capture/commit-clock.js'
 import { pkColumn, type RealtimeRoute } from '../registry/route-registry.js'
 import { usableKey } from '../registry/unkeyed-rows.js'
 import type { Row } from '../types.js'
@@ -35,10 +35,20 @@ export function refetchViewKey (route: RealtimeRoute, url: string, requester: Re
   return JSON.stringify(['refetch', route.id, url, headers, requester.remoteAddress ?? null])
 }
 
+/** What every queryset view of one registration reads with (made once, in index.ts). */
+export interface ViewReads {
+  /** Counts one database query made to check a view (`databaseChecks` in the stats). */
+  countQuery: () => void
+  /** The commit clock views stamp their reads with (capture/commit-clock.ts). */
+  clock: ReadClock
+  /** The registration's table schemas, for compiling querysets (matcher/schema.ts). */
+  schemas: TableSchemas
+}
+
 /** The view an authorised subscription follows (replaced by an identical one already followed, if any). */
-export function viewOf (authorized: AuthorizedView, countQuery: () => void, fetch: RouteFetcher, clock: ReadClock): ViewSource {
+export function viewOf (authorized: AuthorizedView, reads: ViewReads, fetch: RouteFetcher): ViewSource {
   return authorized.kind === 'queryset'
-    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, countQuery, clock, authorized.lookup)
+    ? new QuerysetView(authorized.key, authorized.route, authorized.builder, authorized.serialize, authorized.lookupValue, reads, authorized.lookup)
     : new RefetchView(authorized.key, authorized.route, authorized.url, authorized.requester, fetch)
 }
 
@@ -97,7 +107,6 @@ export abstract class ViewSource {
   }
 
   async read (keys: ChangedKeys): Promise<ViewReading | undefined> {
-    matcherStats.viewsRead++
     if (keys === null) return { rows: await this.readAll(), examined: null }
     return await this.readChanged(keys)
   }
@@ -119,21 +128,19 @@ export class QuerysetView extends ViewSource {
   #lookupKey: string | undefined
   /** For a lookup_field retrieve not resolved yet: how to find its row. */
   #lookup: LookupFilter | undefined
-  readonly #countQuery: () => void
-  readonly #clock: ReadClock
+  readonly #reads: ViewReads
   /** null until compiled (on the first read), then the predicate or undefined. */
   #matcher: Matcher | undefined | null = null
-  /** The capture stamp current when this view last read the database (see capture/local-sequence.ts). */
+  /** The commit-clock tick when this view last read the database (see capture/commit-clock.ts). */
   #readAt = 0
 
-  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, countQuery: () => void, clock: ReadClock, lookup?: LookupFilter) {
+  constructor (key: string, route: RealtimeRoute, builder: Knex.QueryBuilder, serialize: (row: Row) => string, lookupKey: string | undefined, reads: ViewReads, lookup?: LookupFilter) {
     super(key, route)
     this.#builder = builder
     this.#lookup = lookup
     this.#serializer = serialize
     this.#lookupKey = lookupKey
-    this.#countQuery = countQuery
-    this.#clock = clock
+    this.#reads = reads
   }
 
   /**
@@ -145,7 +152,7 @@ export class QuerysetView extends ViewSource {
   override async resolve (): Promise<boolean> {
     const lookup = this.#lookup
     if (lookup === undefined) return true
-    this.#countQuery()
+    this.#reads.countQuery()
     const row = await this.#builder.clone().where(lookup.column, lookup.value).first() as Row | undefined
     const pk = row?.[this.route.pk]
     // a row without a usable key cannot be followed: the read below reports it (registry/unkeyed-rows.ts)
@@ -163,9 +170,9 @@ export class QuerysetView extends ViewSource {
   }
 
   async readAll (): Promise<SerializedRows> {
-    if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk)
-    this.#countQuery()
-    this.#readAt = this.#clock.current()
+    if (this.#matcher === null) this.#matcher = await compileQueryset(this.#builder, this.route.model, this.route.pk, this.#reads.schemas)
+    this.#reads.countQuery()
+    this.#readAt = this.#reads.clock.current()
     return this.#serialize(await this.#builder.clone() as Row[])
   }
 
@@ -186,9 +193,9 @@ export class QuerysetView extends ViewSource {
     }
     if (values.length === 0) return { rows: decided, examined: [...keys.keys()] }
     const rows: Row[] = []
-    this.#readAt = this.#clock.current()
+    this.#readAt = this.#reads.clock.current()
     for (let start = 0; start < values.length; start += CHUNK) {
-      this.#countQuery()
+      this.#reads.countQuery()
       const chunk = await this.#builder.clone().whereIn(pkColumn(this.route), values.slice(start, start + CHUNK) as readonly Knex.Value[]) as Row[]
       rows.push(...chunk)
     }
@@ -198,21 +205,37 @@ export class QuerysetView extends ViewSource {
     return { rows: read, examined: [...keys.keys()] }
   }
 
-  /** Whether a changed row is in the view, decided without the database; undefined when the database must tell. */
+  /**
+   * Whether a changed row is in the view, decided without the database;
+   * undefined when the database must tell. This is the trust rule: a changed
+   * row stands in for a database read only when it is provably the newest
+   * version of the row this view could see, and the view's predicate can judge
+   * it exactly. Every undefined means "ask the database" (batched by the
+   * caller), never a guess. Ticks: capture/commit-clock.ts.
+   */
   #decide (change: ChangedRow): boolean | undefined {
-    // only a row captured here after this view's last read is known to be the newest version
-    const fresh = change.sequence !== undefined && change.sequence > this.#readAt
-    // a delete is the newest news too only when fresh: a key can come back (re-inserted on another node)
-    if (change.deleted && fresh) {
-      matcherStats.rowsEvaluated++
-      return false
-    }
+    // Not trusted: from another node or publish() (pub/sub can deliver two nodes' events out of commit order),
+    // or its commit raced another of the table, or a re-read since distrusted it (manager.ts):
+    //   t1 node B commits the row, t2 node C commits it, t3 C's event arrives, t4 B's → re-read
+    //   t1 our COMMIT A sent, t2 COMMIT B sent, t3 A answered, t4 B answered → B re-read
+    if (change.trustedSince === undefined) return undefined
+    // Its commit was sent before this view's last read began: that read may have seen a newer version.
+    //   t1 our COMMIT sent, t2 another connection commits the row, t3 the view reads it, t4 answered → re-read
+    if (change.trustedSince <= this.#readAt) return undefined
+    // Gone, and nothing newer can exist: the view no longer holds it (a key that comes back later is news of its own).
+    //   t1 view read, t2 DELETE sent, t3 answered → left the view, no query
+    if (change.deleted) return false
+    // The queryset did not compile to a predicate (a join, raw SQL, a subquery): only the database can judge.
+    //   t1 view read, t2 COMMIT sent, t3 answered, but the view filters on another table → re-read
     const matcher = this.#matcher
+    if (matcher == null) return undefined
+    // The event did not carry the row whole, or not as the driver returns it (a partial RETURNING, a string date).
+    //   t1 view read, t2 `update … returning id` sent, t3 answered → re-read
     const row = change.row
-    const inView = change.deleted || !fresh || matcher == null || row === undefined || !matcher.full(row) ? undefined : matcher.test(row)
-    if (inView === undefined) matcherStats.rowsFromDatabase++
-    else matcherStats.rowsEvaluated++
-    return inView
+    if (row === undefined || !matcher.full(row)) return undefined
+    // The newest version, judged exactly by the predicate.
+    //   t1 view read, t2 COMMIT sent, t3 answered → trusted: matched in memory
+    return matcher.test(row)
   }
 
   /**

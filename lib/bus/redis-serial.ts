@@ -2,15 +2,17 @@
  * What travels on a Redis channel, and how receivers notice what they missed.
  *
  * Every message is an envelope `{ o, s, d?, e? }`: the origin node's id, that
- * node's sequence number *for this channel* (one channel per model), an optional
- * "I dropped publishes on this channel" flag, and the change event itself.
- * Sequence numbers are per (origin, channel) because a node only hears the
- * models it follows: one counter per origin would make every unfollowed model
- * look like a hole.
+ * node's serial *for this channel* (a counter of its messages there: one channel
+ * per model), an optional "I dropped publishes on this channel" flag, and the
+ * change event itself (model, op and rows only: see `wireEvent`). Serials are
+ * per (origin, channel) because a node only hears the models it follows: one
+ * counter per origin would make every unfollowed model look like a hole.
+ * (Serials count messages; the commit clock's ticks, capture/commit-clock.ts,
+ * order one node's commits and never leave it.)
  *
- * A receiver remembers the last number it saw per (channel, origin). The first
+ * A receiver remembers the last serial it saw per (channel, origin). The first
  * message of an origin it does not know sets the baseline (a node that joins
- * later starts cleanly); a number that skips ahead is a gap; a number at or
+ * later starts cleanly); a serial that skips ahead is a gap; a serial at or
  * below the last one is a resent duplicate and is ignored.
  *
  * Anyone who can PUBLISH on the channel can send anything, so a message is
@@ -20,12 +22,12 @@
 import { Type } from '@sinclair/typebox'
 import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
 import { parseJson } from '../json.js'
-import type { ChangeEvent } from './bus.js'
+import type { ChangeEvent, LocalChangeEvent } from './bus.js'
 
 export interface Envelope {
   /** Origin node id. */
   o: string
-  /** The origin's sequence number on this channel. */
+  /** The origin's serial on this channel. */
   s: number
   /** Set when the origin failed to publish earlier messages on this channel. */
   d?: 1
@@ -33,7 +35,7 @@ export interface Envelope {
   e?: ChangeEvent
 }
 
-// What makes a message one of ours: who sent it and where it is in that sender's sequence.
+// What makes a message one of ours: who sent it and its serial among that sender's messages.
 const Header = Type.Object({
   o: Type.String({ minLength: 1, maxLength: 256 }),
   s: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
@@ -57,7 +59,7 @@ const checkEnvelope = TypeCompiler.Compile(EnvelopeSchema)
 /**
  * A message off a channel:
  * - `foreign`: not a fastify-rest-live envelope at all (another application on this prefix);
- * - `invalid`: an envelope (origin and sequence number readable) whose content is not valid;
+ * - `invalid`: an envelope (origin and serial readable) whose content is not valid;
  * - `envelope`: a valid one.
  */
 export type Message =
@@ -75,7 +77,15 @@ export function decodeMessage (raw: string): Message {
     const error = checkEnvelope.Errors(value).First() as ValueError // Check failed, so there is one
     return { kind: 'invalid', o: value.o, s: value.s, reason: `${error.path}: ${error.message.toLowerCase()}` }
   }
-  return { kind: 'envelope', envelope: value as Envelope }
+  const envelope = value as Envelope
+  // only what the schema checked is used: a sender's `trustedSince` (or anything else) is dropped
+  if (envelope.e !== undefined) envelope.e = wireEvent(envelope.e)
+  return { kind: 'envelope', envelope }
+}
+
+/** What of a change travels between nodes: never this node's `trustedSince` (bus.ts). */
+function wireEvent (event: LocalChangeEvent): ChangeEvent {
+  return { model: event.model, op: event.op, rows: event.rows }
 }
 
 /** Parses a message off a channel; undefined when it is not a valid envelope. */
@@ -84,18 +94,18 @@ export function decodeEnvelope (raw: string): Envelope | undefined {
   return message.kind === 'envelope' ? message.envelope : undefined
 }
 
-/** The sending side: one counter per channel, and the channels with dropped publishes still to own up to. */
-export class OutboundSequences {
+/** The sending side: one serial counter per channel, and the channels with dropped publishes still to own up to. */
+export class OutboundSerials {
   readonly #next = new Map<string, number>()
   readonly #dropped = new Set<string>()
   droppedCount = 0
 
   /** Wraps an event (or, with none, a bare drop notice) for `channel` and serializes it once. */
-  encode (origin: string, channel: string, event?: ChangeEvent): string {
+  encode (origin: string, channel: string, event?: LocalChangeEvent): string {
     const s = (this.#next.get(channel) ?? 0) + 1
     const envelope: Envelope = { o: origin, s }
     if (this.#dropped.has(channel)) envelope.d = 1
-    if (event !== undefined) envelope.e = event
+    if (event !== undefined) envelope.e = wireEvent(event)
     // may throw (a BigInt in a row): then nothing is consumed
     const payload = JSON.stringify(envelope)
     this.#next.set(channel, s)
@@ -120,8 +130,8 @@ export type Verdict = 'first' | 'next' | 'gap' | 'duplicate'
 /** Origins remembered per channel by default: forged origin ids cannot make the table grow without bound. */
 const MAX_ORIGINS = 1024
 
-/** The receiving side: the last sequence number seen per (channel, origin). */
-export class InboundSequences {
+/** The receiving side: the last serial seen per (channel, origin). */
+export class InboundSerials {
   readonly #last = new Map<string, Map<string, number>>()
   readonly #maxOrigins: number
 
