@@ -6,6 +6,7 @@
 import t from 'tap'
 import { matcherStats } from '../lib/matcher/stats.js'
 import { buildTasksApp } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
@@ -77,11 +78,7 @@ t.test('one write visits one view among 1500 distinct owner views', async (t) =>
 })
 
 t.test('a row seen by a snapshot taken after its event was queued is still followed', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await tasksFixture(t)
   await db(table).insert({ title: 'a', owner_id: 1 })
   const one = await TestClient.connect(app, { authorization: 'Bearer 1' })
   const two = await TestClient.connect(app, { authorization: 'Bearer 2' })
