@@ -5,26 +5,16 @@
  */
 import t from 'tap'
 import { matcherStats } from '../lib/matcher/stats.js'
-import { buildTasksApp } from './helpers/app.js'
 import { tasksFixture } from './helpers/fixture.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
 const OWNERS = 1500
 
 t.test('one write visits one view among 1500 distinct owner views', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
+  const { app, db, table, user } = await tasksFixture(t)
   const clients: TestClient[] = []
-  t.teardown(async () => {
-    for (const client of clients) client.close()
-    await app.close()
-    await db.destroy()
-  })
   for (let owner = 1; owner <= OWNERS; owner++) {
-    const client = await TestClient.connect(app, { authorization: `Bearer ${owner}` })
+    const client = await user(owner)
     clients.push(client)
     await client.subscribe({ id: 'mine', model: table, action: 'list' })
   }
@@ -78,11 +68,9 @@ t.test('one write visits one view among 1500 distinct owner views', async (t) =>
 })
 
 t.test('a row seen by a snapshot taken after its event was queued is still followed', async (t) => {
-  const { app, db, table } = await tasksFixture(t)
-  await db(table).insert({ title: 'a', owner_id: 1 })
-  const one = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  const two = await TestClient.connect(app, { authorization: 'Bearer 2' })
-  t.teardown(() => { one.close(); two.close() })
+  const { app, db, table, user } = await tasksFixture(t, { rows: [{ title: 'a', owner_id: 1 }] })
+  const one = await user(1)
+  const two = await user(2)
   await one.subscribe({ id: 1, model: table, action: 'list' })
   // the row moves to owner 2 and owner 2 subscribes (and sees it) before the change is announced
   await db.raw(`update ${table} set owner_id = 2 where id = 1`)
