@@ -2,18 +2,12 @@ import { once } from 'node:events'
 import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { eventually } from './helpers/eventually.js'
 import { TestClient } from './helpers/ws-client.js'
 
 t.test('a client that stops reading is not buffered without bound: its broadcasts pause, then a resync brings it up to date', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  await db(table).insert([{ title: 'start', owner_id: 1 }, { title: 'doomed', owner_id: 1 }])
-  const { app } = await buildTasksApp({ db, table, plugin: { maxBufferedBytes: 64 * 1024 } })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await tasksFixture(t, { plugin: { maxBufferedBytes: 64 * 1024 }, rows: [{ title: 'start', owner_id: 1 }, { title: 'doomed', owner_id: 1 }] })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
 
   const socket = new WebSocket(address.replace('http', 'ws') + '/ws/subscribe', { headers: { authorization: 'Bearer 1' } })
@@ -55,12 +49,7 @@ t.test('a client that stops reading is not buffered without bound: its broadcast
 })
 
 t.test('a client that disconnects while congested is simply forgotten', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  await db(table).insert({ title: 'start', owner_id: 1 })
-  const { app } = await buildTasksApp({ db, table, plugin: { maxBufferedBytes: 64 * 1024 } })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await tasksFixture(t, { plugin: { maxBufferedBytes: 64 * 1024 }, rows: [{ title: 'start', owner_id: 1 }] })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const socket = new WebSocket(address.replace('http', 'ws') + '/ws/subscribe', { headers: { authorization: 'Bearer 1' } })
   const client = new TestClient(socket)

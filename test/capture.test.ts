@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import type { Knex } from 'knex'
 import { KnexCapture, type CommittedWrite } from '../lib/capture/knex-capture.js'
 import { buildTasksApp } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
@@ -25,17 +26,8 @@ interface Fixture {
 
 /** A tasks app on `dialect`, and user 1 subscribed to their list. */
 async function fixture (t: Test, dialect: Dialect): Promise<Fixture> {
-  const db = connect(dialect)
-  const table = uniqueName('cap')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  t.teardown(async () => {
-    client.close()
-    await app.close()
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
-  })
+  const { app, db, table, user } = await tasksFixture(t, { dialect, prefix: 'cap' })
+  const client = await user(1)
   t.same(await client.subscribe({ id: 'all', model: table, action: 'list' }), { type: 'subscribed', id: 'all' })
   const seen = (): string[] => client.broadcasts('all').map((frame: Frame) => `${String(frame.action)}:${String((frame.instance as { id: unknown }).id)}`)
   return { app, db, table, client, seen }

@@ -12,6 +12,7 @@ import {
   type ViewFrame, type WebSocketConstructor, type WebSocketLike
 } from '../lib/client/index.js'
 import { buildTasksApp } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 
 interface Task {
@@ -36,12 +37,8 @@ function nextChange<T extends object> (changes: Array<(frame: ViewFrame<T>) => v
 }
 
 t.test('against a real server', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
+  const { app, db, table } = await tasksFixture(t)
   await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => { await app.close(); await db.destroy() })
   const url = `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}/ws/subscribe`
   await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }, { title: 'other', owner_id: 2 }])
 

@@ -3,16 +3,11 @@
  * `error` 400 that says what was expected, and the socket keeps working.
  */
 import t from 'tap'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
 t.test('malformed frames get error 400 and the socket stays usable', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await tasksFixture(t)
   await db(table).insert({ title: 'a', owner_id: 1 })
   const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
 

@@ -13,6 +13,7 @@ import fc from 'fast-check'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { buildTasksApp } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { seedsFor } from './helpers/seeds.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
@@ -248,11 +249,7 @@ t.test('fuzzed frames are answered with 4xx or served, never with 500', async (t
 })
 
 t.test('invalid UTF-8 in a text frame closes the socket with 1007 (set by ws)', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app } = await tasksFixture(t)
   const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
   const closed = new Promise<number>((resolve) => client.socket.once('close', resolve))
   client.socket.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false })

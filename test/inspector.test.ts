@@ -7,6 +7,7 @@ import t from 'tap'
 import { inspect } from '../lib/inspector/inspector.js'
 import { inspectorPage } from '../lib/inspector/page.js'
 import { buildTasksApp } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
@@ -18,11 +19,7 @@ function scriptOf (html: string): string {
 }
 
 t.test('the inspector is off by default', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app } = await tasksFixture(t)
   const page = await app.inject({ method: 'GET', url: '/ws/subscribe/inspector' })
   t.equal(page.statusCode, 404)
   t.equal((await app.inject({ method: 'GET', url: '/ws/subscribe/inspector.json' })).statusCode, 404)

@@ -5,8 +5,7 @@
  */
 import t from 'tap'
 import { ViewSource } from '../lib/subscriptions/view.js'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 
 const OWNERS = 1500
@@ -21,18 +20,10 @@ ViewSource.prototype.read = async function countedRead (this: ViewSource, keys) 
 t.teardown(() => { ViewSource.prototype.read = read })
 
 t.test('one write visits one view among 1500 distinct owner views', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
+  const { app, db, table, user } = await tasksFixture(t)
   const clients: TestClient[] = []
-  t.teardown(async () => {
-    for (const client of clients) client.close()
-    await app.close()
-    await db.destroy()
-  })
   for (let owner = 1; owner <= OWNERS; owner++) {
-    const client = await TestClient.connect(app, { authorization: `Bearer ${owner}` })
+    const client = await user(owner)
     clients.push(client)
     await client.subscribe({ id: 'mine', model: table, action: 'list' })
   }
@@ -86,15 +77,9 @@ t.test('one write visits one view among 1500 distinct owner views', async (t) =>
 })
 
 t.test('a row seen by a snapshot taken after its event was queued is still followed', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  await db(table).insert({ title: 'a', owner_id: 1 })
-  const one = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  const two = await TestClient.connect(app, { authorization: 'Bearer 2' })
-  t.teardown(() => { one.close(); two.close() })
+  const { app, db, table, user } = await tasksFixture(t, { rows: [{ title: 'a', owner_id: 1 }] })
+  const one = await user(1)
+  const two = await user(2)
   await one.subscribe({ id: 1, model: table, action: 'list' })
   // the row moves to owner 2 and owner 2 subscribes (and sees it) before the change is announced
   await db.raw(`update ${table} set owner_id = 2 where id = 1`)
@@ -105,7 +90,7 @@ t.test('a row seen by a snapshot taken after its event was queued is still follo
   await one.flush(app)
   await two.flush(app)
   t.same(one.broadcasts(1).map((frame) => frame.action), ['DELETED'], 'the old owner is told the row left')
-  // publish() rows are re-read (capture/commit-clock.ts): one query for each view the index visits, old owner's and new's
+  // publish() rows are re-read (capture/local-sequence.ts): one query for each view the index visits, old owner's and new's
   t.equal(app.realtime.stats().databaseChecks - checks, 2, 'both views that may hold the row are visited, and only they')
   await db(table).where({ id: 1 }).update({ title: 'b' })
   await two.flush(app)

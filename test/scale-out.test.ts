@@ -14,7 +14,8 @@ import { buildTasksApp } from './helpers/app.js'
 import { createTasksTable, postgres, postgresAvailable, uniqueName } from './helpers/db.js'
 import { eventually } from './helpers/eventually.js'
 import { REDIS_URL, clients, redisAvailable, redisClient, subscriberCount } from './helpers/redis.js'
-import { random, replayList, replayRetrieve } from './helpers/replay.js'
+import { replayList, replayRetrieve } from './helpers/replay.js'
+import { draws, seedsFor } from './helpers/seeds.js'
 import { TestClient } from './helpers/ws-client.js'
 
 const ready = await postgresAvailable() && await redisAvailable()
@@ -205,69 +206,69 @@ t.test('scale-out over Redis', { skip }, async (t) => {
     t.same(live, [1, 1, 1, 1, 1, 1], 'each subscriber got the next write live')
   })
 
-  t.test('convergence: hundreds of random writes spread over both nodes', async (t) => {
-    const { a, b, table } = await cluster(t)
-    const seed = Number(process.env.SEED ?? Date.now() % 100_000)
-    t.comment(`seed ${seed}`)
-    const rand = random(seed)
-    const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T
-    const users = [1, 2, 3]
-    for (let i = 0; i < 12; i++) await a.db(table).insert({ title: `seed${i}`, owner_id: pick(users), done: rand() < 0.5 })
+  for (const seed of seedsFor(t)) {
+    t.test(`convergence: hundreds of random writes spread over both nodes (seed ${seed})`, async (t) => {
+      const { a, b, table } = await cluster(t)
+      const rand = draws(seed)
+      const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T
+      const users = [1, 2, 3]
+      for (let i = 0; i < 12; i++) await a.db(table).insert({ title: `seed${i}`, owner_id: pick(users), done: rand() < 0.5 })
 
-    const watches: Watch[] = []
-    for (const node of [a, b]) {
-      for (const user of users) {
-        const client = await TestClient.connect(node.app, auth(user))
-        t.teardown(async () => { client.close() })
-        const n = watches.length
-        watches.push(await watch(client, node, user, `all${n}`, '/tasks'))
-        watches.push(await watch(client, node, user, `open${n}`, '/tasks?done=false'))
-        watches.push(await watch(client, node, user, `done${n}`, '/tasks?done=true'))
+      const watches: Watch[] = []
+      for (const node of [a, b]) {
+        for (const user of users) {
+          const client = await TestClient.connect(node.app, auth(user))
+          t.teardown(async () => { client.close() })
+          const n = watches.length
+          watches.push(await watch(client, node, user, `all${n}`, '/tasks'))
+          watches.push(await watch(client, node, user, `open${n}`, '/tasks?done=false'))
+          watches.push(await watch(client, node, user, `done${n}`, '/tasks?done=true'))
+        }
+        // one instance that will change hands, be updated and likely deleted
+        const owned = await node.db(table).where('owner_id', 1).first() as { id: number } | undefined
+        if (owned !== undefined) {
+          const client = await TestClient.connect(node.app, auth(1))
+          t.teardown(async () => { client.close() })
+          watches.push(await watch(client, node, 1, `one${watches.length}`, `/tasks/${owned.id}`))
+        }
       }
-      // one instance that will change hands, be updated and likely deleted
-      const owned = await node.db(table).where('owner_id', 1).first() as { id: number } | undefined
-      if (owned !== undefined) {
-        const client = await TestClient.connect(node.app, auth(1))
-        t.teardown(async () => { client.close() })
-        watches.push(await watch(client, node, 1, `one${watches.length}`, `/tasks/${owned.id}`))
-      }
-    }
 
-    const operations = 300
-    let inFlight: Array<Promise<unknown>> = []
-    for (let i = 0; i < operations; i++) {
-      const node = rand() < 0.5 ? a : b
-      const ids = (await node.db(table).select('id') as Array<{ id: number }>).map((row) => row.id)
-      const roll = rand()
-      if (roll < 0.35 || ids.length === 0) {
-        inFlight.push(node.db(table).insert({ title: `r${i}`, owner_id: pick(users), done: rand() < 0.5 }))
-      } else if (roll < 0.55) {
-        inFlight.push(node.db(table).where('id', pick(ids)).update({ done: rand() < 0.5 }))
-      } else if (roll < 0.7) {
-        inFlight.push(node.db(table).where('id', pick(ids)).update({ owner_id: pick(users), title: `moved${i}` }))
-      } else if (roll < 0.8) {
-        inFlight.push(node.db.transaction(async (trx) => {
-          await trx(table).where('id', pick(ids)).update({ title: `trx${i}` })
-          await trx(table).insert({ title: `trx-new${i}`, owner_id: pick(users), done: false })
-        }))
-      } else if (roll < 0.9) {
-        inFlight.push(node.db(table).where('id', pick(ids)).del())
-      } else {
-        inFlight.push(node.app.inject({ method: 'PATCH', url: `/tasks/${pick(ids)}`, headers: auth(pick(users)), payload: { done: rand() < 0.5 } }))
+      const operations = 300
+      let inFlight: Array<Promise<unknown>> = []
+      for (let i = 0; i < operations; i++) {
+        const node = rand() < 0.5 ? a : b
+        const ids = (await node.db(table).select('id') as Array<{ id: number }>).map((row) => row.id)
+        const roll = rand()
+        if (roll < 0.35 || ids.length === 0) {
+          inFlight.push(node.db(table).insert({ title: `r${i}`, owner_id: pick(users), done: rand() < 0.5 }))
+        } else if (roll < 0.55) {
+          inFlight.push(node.db(table).where('id', pick(ids)).update({ done: rand() < 0.5 }))
+        } else if (roll < 0.7) {
+          inFlight.push(node.db(table).where('id', pick(ids)).update({ owner_id: pick(users), title: `moved${i}` }))
+        } else if (roll < 0.8) {
+          inFlight.push(node.db.transaction(async (trx) => {
+            await trx(table).where('id', pick(ids)).update({ title: `trx${i}` })
+            await trx(table).insert({ title: `trx-new${i}`, owner_id: pick(users), done: false })
+          }))
+        } else if (roll < 0.9) {
+          inFlight.push(node.db(table).where('id', pick(ids)).del())
+        } else {
+          inFlight.push(node.app.inject({ method: 'PATCH', url: `/tasks/${pick(ids)}`, headers: auth(pick(users)), payload: { done: rand() < 0.5 } }))
+        }
+        // a few writes at once, so the two nodes interleave
+        if (inFlight.length >= 4) {
+          await Promise.all(inFlight)
+          inFlight = []
+        }
       }
-      // a few writes at once, so the two nodes interleave
-      if (inFlight.length >= 4) {
-        await Promise.all(inFlight)
-        inFlight = []
-      }
-    }
-    await Promise.all(inFlight)
-    await converged(t, watches)
-    const received = watches.reduce((sum, w) => sum + w.client.broadcasts(w.id).length, 0)
-    t.ok(received > operations / 2, `${received} broadcasts over ${watches.length} subscriptions`)
-    t.comment(`stats A ${JSON.stringify(a.app.realtime.stats())}`)
-    t.comment(`stats B ${JSON.stringify(b.app.realtime.stats())}`)
-  })
+      await Promise.all(inFlight)
+      await converged(t, watches)
+      const received = watches.reduce((sum, w) => sum + w.client.broadcasts(w.id).length, 0)
+      t.ok(received > operations / 2, `${received} broadcasts over ${watches.length} subscriptions`)
+      t.comment(`stats A ${JSON.stringify(a.app.realtime.stats())}`)
+      t.comment(`stats B ${JSON.stringify(b.app.realtime.stats())}`)
+    })
+  }
 
   t.test('an ioredis instance given to the plugin is not closed by it', async (t) => {
     const table = uniqueName('scale')

@@ -6,7 +6,8 @@ import t from 'tap'
 import type { Knex } from 'knex'
 import { postgresAvailable, type Dialect } from './helpers/db.js'
 import { task, tasksFixture, told } from './helpers/fixture.js'
-import { random, replayList, replayRetrieve } from './helpers/replay.js'
+import { replayList, replayRetrieve } from './helpers/replay.js'
+import { draws, seedsFor } from './helpers/seeds.js'
 import { TestClient } from './helpers/ws-client.js'
 
 t.test('list subscription: one row through every line of the table', async (t) => {
@@ -245,14 +246,12 @@ function expectedFailure (err: unknown): void {
   throw err
 }
 
-// a fixed seed, and a fresh one each run; SEED=n replays one
-const seeds = process.env.SEED === undefined ? [20240611, Date.now() % 100000] : [Number(process.env.SEED)]
+const seeds = seedsFor(t)
 
 for (const dialect of dialects) {
   for (const seed of seeds) {
     t.test(`${dialect}: convergence — snapshot + broadcasts equal the REST GET after random writes (seed ${seed})`, async (t) => {
-      t.comment(`rerun with SEED=${seed}`)
-      const rand = random(seed)
+      const rand = draws(seed)
       const pick = <T>(items: T[]): T => items[Math.floor(rand() * items.length)] as T
       const { app, db, table, user, flush } = await tasksFixture(t, { dialect, prefix: 'sem' })
       const users = [1, 2, 3]

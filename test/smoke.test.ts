@@ -1,14 +1,9 @@
 import t from 'tap'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 
 t.test('smoke', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await tasksFixture(t)
   await db(table).insert({ title: 'a', owner_id: 1 })
   const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
   const sub = await client.subscribe({ id: 1, model: table, action: 'list', snapshot: true })

@@ -10,19 +10,14 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import restLive from '../lib/index.js'
 import { MAX_FRAMES_IN_FLIGHT } from '../lib/ws/connection.js'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { tasksFixture } from './helpers/fixture.js'
+import { sqlite } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 
 const MAX_BUFFERED = 64 * 1024
 
 t.test('a client that sends requests and never reads holds a bounded amount of server memory, and loses no answer', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  await db(table).insert({ title: 'x'.repeat(64 * 1024), owner_id: 1, done: false })
-  const { app } = await buildTasksApp({ db, table, plugin: { maxBufferedBytes: MAX_BUFFERED, maxFramesPerSecond: 100_000 } })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app } = await tasksFixture(t, { plugin: { maxBufferedBytes: MAX_BUFFERED, maxFramesPerSecond: 100_000 }, rows: [{ title: 'x'.repeat(64 * 1024), owner_id: 1, done: false }] })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const socket = new WebSocket(`${address.replace('http', 'ws')}/ws/subscribe`, { headers: { authorization: 'Bearer 1' } })
   await new Promise((resolve) => socket.once('open', resolve))

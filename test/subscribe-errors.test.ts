@@ -9,7 +9,8 @@ import type { Knex } from 'knex'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import restLive, { errors, type RestLiveOptions } from '../lib/index.js'
-import { TaskSchema, buildTasksApp } from './helpers/app.js'
+import { TaskSchema } from './helpers/app.js'
+import { tasksFixture } from './helpers/fixture.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { TestClient } from './helpers/ws-client.js'
 import { eventually } from './helpers/eventually.js'
@@ -128,12 +129,7 @@ async function buildRoutesApp (t: Teardown, plugin: Partial<RestLiveOptions> = {
 }
 
 async function tasksApp (t: Teardown, plugin: Partial<RestLiveOptions> = {}): Promise<{ app: FastifyInstance, db: Knex, table: string }> {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const built = await buildTasksApp({ db, table, plugin })
-  t.teardown(async () => { await built.app.close(); await db.destroy() })
-  return built
+  return await tasksFixture(t, { plugin })
 }
 
 t.test('400: params that fail the route schemas', async (t) => {

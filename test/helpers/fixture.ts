@@ -28,20 +28,28 @@ export interface FixtureOptions {
   plugin?: BuildOptions['plugin']
   configure?: BuildOptions['configure']
   scope?: BuildOptions['scope']
+  /** Collects the app's log lines (warn and above). */
+  logs?: BuildOptions['logs']
+  logger?: BuildOptions['logger']
+  /** Rows in the table before the app starts. */
+  rows?: Array<Record<string, unknown>>
 }
 
-export async function tasksFixture (t: Test, options: FixtureOptions = {}): Promise<Fixture> {
+export async function tasksFixture (t: Pick<Test, 'teardown'>, options: FixtureOptions = {}): Promise<Fixture> {
   const db = connect(options.dialect ?? 'sqlite')
   const table = uniqueName(options.prefix ?? 'tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true, plugin: options.plugin, configure: options.configure, scope: options.scope })
   const clients: TestClient[] = []
+  let app: FastifyInstance | undefined
+  // registered before anything can fail, so a failed setup still closes what it opened
   t.teardown(async () => {
     for (const client of clients) client.close()
-    await app.close()
+    await app?.close()
     await db.schema.dropTableIfExists(table)
     await db.destroy()
   })
+  await createTasksTable(db, table)
+  if (options.rows !== undefined && options.rows.length > 0) await db(table).insert(options.rows)
+  ;({ app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true, plugin: options.plugin, configure: options.configure, scope: options.scope, logs: options.logs, logger: options.logger }))
   return {
     app,
     db,

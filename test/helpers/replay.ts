@@ -33,15 +33,3 @@ export function replayRetrieve (frames: Frame[], id: string | number): Item | nu
   }
   return current
 }
-
-/** A small deterministic PRNG (mulberry32), so a failing random run can be replayed from its seed. */
-export function random (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}

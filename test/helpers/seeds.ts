@@ -7,6 +7,7 @@
  *
  * A seed that found a bug belongs in FIXED_SEEDS, so CI runs it from then on.
  */
+import fc from 'fast-check'
 import type { Test } from 'tap'
 
 export const FIXED_SEEDS: readonly number[] = [20_035, 20_240_601, 20_240_602]
@@ -27,4 +28,25 @@ export function seedsFor (t: Test): number[] {
     t.comment(`seed ${seed}: replay with TEST_SEED=${seed}`)
   }
   return seeds
+}
+
+/**
+ * Uniform draws in [0, 1) from fast-check's generator for `seed`, for random
+ * writes that depend on what the database holds as they go (so no property to
+ * shrink): the suite's one PRNG is fast-check's. Unbiased, since fast-check
+ * otherwise favours edge values; drawn in batches, so any number can be taken.
+ */
+export function draws (seed: number): () => number {
+  const batch = 1024
+  let values: number[] = []
+  let taken = 0
+  let batches = 0
+  return () => {
+    if (taken === values.length) {
+      // each batch its own seed derived from the one given: the stream stays a function of `seed`
+      values = fc.sample(fc.integer({ min: 0, max: 2 ** 32 - 1 }), { seed: (seed + batches++ * 0x9e3779b1) | 0, numRuns: batch, unbiased: true })
+      taken = 0
+    }
+    return (values[taken++] as number) / 2 ** 32
+  }
 }
