@@ -39,17 +39,18 @@ export async function tasksFixture (t: Pick<Test, 'teardown'>, options: FixtureO
   const db = connect(options.dialect ?? 'sqlite')
   const table = uniqueName(options.prefix ?? 'tasks')
   const clients: TestClient[] = []
-  let app: FastifyInstance | undefined
   // registered before anything can fail, so a failed setup still closes what it opened
+  const opened: { app?: FastifyInstance } = {}
   t.teardown(async () => {
     for (const client of clients) client.close()
-    await app?.close()
+    await opened.app?.close()
     await db.schema.dropTableIfExists(table)
     await db.destroy()
   })
   await createTasksTable(db, table)
   if (options.rows !== undefined && options.rows.length > 0) await db(table).insert(options.rows)
-  ;({ app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true, plugin: options.plugin, configure: options.configure, scope: options.scope, logs: options.logs, logger: options.logger }))
+  const { app } = await buildTasksApp({ db, table, noQueryset: options.noQueryset === true, plugin: options.plugin, configure: options.configure, scope: options.scope, logs: options.logs, logger: options.logger })
+  opened.app = app
   return {
     app,
     db,
