@@ -6,8 +6,11 @@
  */
 import t, { type Test } from 'tap'
 import type { Knex } from 'knex'
+import { KnexCapture, type CommittedWrite } from '../lib/capture/knex-capture.js'
+import { TransactionLog, type CapturedWrite } from '../lib/capture/transaction-log.js'
 import { buildTasksApp } from './helpers/app.js'
 import { connect, createTasksTable, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
+import { replayList } from './helpers/replay.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
 const dialects: Dialect[] = ['sqlite']
@@ -23,11 +26,11 @@ interface Fixture {
   seen: () => string[]
 }
 
-async function fixture (t: Test, dialect: Dialect): Promise<Fixture> {
+async function fixture (t: Test, dialect: Dialect, maxCapturedRows?: number): Promise<Fixture> {
   const db = connect(dialect)
   const table = uniqueName('bounded')
   await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table, })
+  const { app } = await buildTasksApp({ db, table, plugin: maxCapturedRows === undefined ? {} : { maxCapturedRows } })
   const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
   t.teardown(async () => {
     client.close()
@@ -79,4 +82,111 @@ for (const dialect of dialects) {
     await t.rejects(db(table).insert({ title: 'x', owner_id: 1 }).returning('nope'), /nope/)
     t.equal((await db(table).where({ title: 'x' })).length, 0)
   })
+  t.test(`${dialect}: past maxCapturedRows a write holds no rows, and every subscriber still converges to the REST GET`, async (t) => {
+    const { app, db, table, client } = await fixture(t, dialect, 1000)
+    const capture = KnexCapture.of(db)
+    const rest = async (): Promise<unknown> => (await app.inject({ url: '/tasks', headers: { authorization: 'Bearer 1' } })).json()
+    // 50,000 rows in one transaction of many statements: user 1 owns every 100th
+    const rows = Array.from({ length: 50_000 }, (_, n) => ({ title: `t${n}`, owner_id: n % 100 === 0 ? 1 : 2 }))
+    await db.batchInsert(table, rows, dialect === 'sqlite' ? 200 : 1000)
+    await client.flush(app)
+    t.ok(capture.mostRowsHeld <= 1000, `the transaction held ${capture.mostRowsHeld} rows, at most 1,000`)
+    t.equal(replayList(client.frames, 'all').length, 500)
+    t.same(replayList(client.frames, 'all'), await rest(), 'converged after the inserts')
+
+    const checks = app.realtime.stats().databaseChecks
+    t.equal(await db(table).update({ done: true }), 50_000)
+    await client.flush(app)
+    t.ok(capture.mostRowsHeld <= 1000, `one 50,000-row update held ${capture.mostRowsHeld} rows, at most 1,000`)
+    t.ok(app.realtime.stats().databaseChecks > checks, 'the view was re-read')
+    t.same(replayList(client.frames, 'all'), await rest(), 'converged after the update')
+    t.ok(replayList(client.frames, 'all').every((row) => row.done === true))
+
+    // under the threshold a write still carries its rows: decided in memory
+    const before = app.realtime.stats().databaseChecks
+    await db(table).where({ id: 1 }).update({ title: 'first' })
+    await client.flush(app)
+    t.equal(app.realtime.stats().databaseChecks, before, 'no database check')
+    t.same(replayList(client.frames, 'all'), await rest())
+  })
+
+  t.test(`${dialect}: rows are counted across a transaction's statements and savepoints`, async (t) => {
+    const { app, db, table, client, seen } = await fixture(t, dialect, 10)
+    const capture = KnexCapture.of(db)
+    const batch = (count: number, owner = 1): Array<{ title: string, owner_id: number }> => Array.from({ length: count }, (_, n) => ({ title: `t${n}`, owner_id: owner }))
+    const checks = app.realtime.stats().databaseChecks
+    await db.transaction(async (trx) => {
+      await trx(table).insert(batch(4))
+      // a savepoint rolled back gives its rows back to the transaction's count
+      await t.rejects(trx.transaction(async (inner) => {
+        await inner(table).insert(batch(6, 2))
+        throw new Error('undo')
+      }), /undo/)
+      await trx.transaction(async (inner) => { await inner(table).insert(batch(6)) })
+    })
+    await client.flush(app)
+    t.equal(capture.mostRowsHeld, 10, 'ten rows held, the rolled-back six not counted')
+    t.equal(app.realtime.stats().databaseChecks, checks, 'carried whole: no database check')
+    t.equal(seen().length, 10)
+
+    await db.transaction(async (trx) => {
+      await trx(table).insert(batch(6))
+      await trx(table).insert(batch(6)) // 12 in all: this one holds no rows
+    })
+    await client.flush(app)
+    t.equal(capture.mostRowsHeld, 10)
+    t.ok(app.realtime.stats().databaseChecks > checks, 'the view was re-read')
+    t.equal(seen().length, 22, 'every row still reached the subscriber')
+    t.same(replayList(client.frames, 'all'), (await app.inject({ url: '/tasks', headers: { authorization: 'Bearer 1' } })).json())
+  })
 }
+
+t.test('the log: a write past the limit is held without rows; a released savepoint keeps its count', async (t) => {
+  const published: CapturedWrite[][] = []
+  let limit = 5
+  const log = new TransactionLog((writes) => { published.push(writes) }, () => limit)
+  const connection = {}
+  const window = { sentAt: 1, receivedAt: 2 }
+  const write = (ids: number[]): CapturedWrite => ({ table: 'tasks', op: 'insert', rows: ids.map((id) => ({ id })), columns: null, updates: false })
+
+  log.record(connection, write([1, 2, 3, 4, 5, 6]), window)
+  t.same(published.pop(), [{ table: 'tasks', op: 'insert', rows: null, columns: null, updates: false }], 'outside a transaction too')
+
+  log.apply(connection, { kind: 'begin' }, window)
+  log.record(connection, write([1, 2]), window)
+  log.apply(connection, { kind: 'savepoint', name: 'a' }, window)
+  log.record(connection, write([3, 4]), window)
+  log.apply(connection, { kind: 'release', name: 'a' }, window)
+  log.record(connection, write([5, 6]), window) // 6 > 5
+  log.record(connection, write([5]), window) // 5: fits
+  log.apply(connection, { kind: 'commit' }, window)
+  t.same(published.pop()?.map((held) => held.rows?.length ?? null), [2, 2, null, 1])
+  t.equal(log.mostRowsHeld, 5)
+
+  limit = 0
+  log.record(connection, write([1]), window)
+  t.same(published.pop()?.[0]?.rows, null, 'a limit of 0 holds nothing')
+})
+
+t.test('one capture serves every registration: it holds the fewest rows any of them allows', async (t) => {
+  const db = connect('sqlite')
+  const table = uniqueName('limits')
+  await createTasksTable(db, table)
+  const capture = KnexCapture.of(db)
+  const committed: CommittedWrite[] = []
+  const target = (maxCapturedRows: number): Parameters<KnexCapture['attach']>[0] =>
+    ({ maxCapturedRows, interest: () => 'rows', committed: (writes) => { committed.push(...writes) } })
+  const detachWide = capture.attach(target(100))
+  const detachNarrow = capture.attach(target(2))
+  t.teardown(async () => {
+    detachWide()
+    await db.schema.dropTableIfExists(table)
+    await db.destroy()
+  })
+  await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 1 }, { title: 'c', owner_id: 1 }])
+  t.same(committed.splice(0).map((write) => write.rows), [null, null], 'past the narrow limit, for both')
+  detachNarrow()
+  detachNarrow() // a second call changes nothing
+  await db(table).insert([{ title: 'd', owner_id: 1 }, { title: 'e', owner_id: 1 }, { title: 'f', owner_id: 1 }])
+  t.same(committed.splice(0).map((write) => write.rows?.length), [3], 'the wide one alone')
+})

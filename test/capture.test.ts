@@ -431,7 +431,7 @@ for (const dialect of dialects) {
     await createTasksTable(db, table)
     const capture = KnexCapture.of(db)
     const committed: CommittedWrite[][] = []
-    const detach = capture.attach({ interest: (write) => write.table === table ? 'rows' : undefined, committed: (writes) => { committed.push(writes) } })
+    const detach = capture.attach({ maxCapturedRows: Infinity, interest: (write) => write.table === table ? 'rows' : undefined, committed: (writes) => { committed.push(writes) } })
     t.teardown(async () => {
       detach()
       await db.schema.dropTableIfExists(table)

@@ -50,6 +50,8 @@ export interface CommittedWrite extends CapturedWrite {
 
 /** One registration of the plugin, as the capture sees it. */
 export interface CaptureTarget {
+  /** Most rows a transaction may hold for this registration (its `maxCapturedRows`). */
+  readonly maxCapturedRows: number
   interest (write: PendingWrite): WriteInterest
   /** Writes that committed together, in commit order. */
   committed (writes: CommittedWrite[]): void
@@ -80,6 +82,8 @@ export class KnexCapture {
   readonly #knex: Knex
   readonly #log: TransactionLog
   readonly #targets = new Set<CaptureTarget>()
+  /** The fewest rows any attached target lets a transaction hold: one log serves them all. */
+  #maxRows = Infinity
   /** Puts the client back as it was; set while some target is attached. */
   #uninstall: (() => void) | undefined
 
@@ -100,7 +104,7 @@ export class KnexCapture {
     const dialect = dialectName(client)
     this.dialect = dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : 'unsupported'
     this.names = TableNames.of({ dialect, searchPath: searchPathOf(client) })
-    this.#log = new TransactionLog((writes, window) => { this.#committed(writes, window) })
+    this.#log = new TransactionLog((writes, window) => { this.#committed(writes, window) }, () => this.#maxRows)
   }
 
   /** Starts handing `target` every committed write it is interested in; returns the function that stops it. */
@@ -112,11 +116,19 @@ export class KnexCapture {
       })
     }
     this.#targets.add(target)
+    this.#maxRows = Math.min(this.#maxRows, target.maxCapturedRows)
     return () => {
-      if (!this.#targets.delete(target) || this.#targets.size > 0) return
+      if (!this.#targets.delete(target)) return
+      this.#maxRows = Math.min(...[...this.#targets].map((left) => left.maxCapturedRows))
+      if (this.#targets.size > 0) return
       ;(this.#uninstall as () => void)()
       delete (clientOf(this.#knex) as CapturedClient)[kCapture]
     }
+  }
+
+  /** The most rows one transaction (or one write outside one) has held so far: at most the smallest `maxCapturedRows`. */
+  get mostRowsHeld (): number {
+    return this.#log.mostRowsHeld
   }
 
   /** The tag of a write some target needs, so `#query` captures its statements; undefined for the rest. */
