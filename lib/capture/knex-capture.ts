@@ -247,11 +247,11 @@ const PLAIN_COLUMN = /^[A-Za-z_][A-Za-z0-9_]*$/
 
 /**
  * The columns a write's own RETURNING asks for, when each is a bare column name
- * and the statement ends with them as Knex compiles them (its `_returning`:
+ * and the statement ends with them as Knex compiles them (its query compilers:
  * ` returning "a", "b"` for PostgreSQL, backquotes for SQLite, last in the
  * statement on both; checked on 3.0.1 and 3.3.0). Anything else is undefined.
  */
-function askedColumns (compiled: QueryObject, dialect: 'postgresql' | 'sqlite'): string[] | undefined {
+export function askedColumns (compiled: QueryObject, dialect: 'postgresql' | 'sqlite'): string[] | undefined {
   const returning = compiled.returning
   const columns = typeof returning === 'string' ? [returning] : Array.isArray(returning) ? returning as unknown[] : []
   if (columns.length === 0 || !columns.every((column): column is string => typeof column === 'string' && PLAIN_COLUMN.test(column))) return undefined
