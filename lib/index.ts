@@ -102,6 +102,7 @@ const restLive: FastifyPluginAsync<RestLiveOptions> = async (app, rawOptions) =>
     registry,
     unkeyed,
     log: app.log,
+    maxCapturedRows: options.maxCapturedRows,
     publish: (event) => {
       bus.publish(event).catch((err: unknown) => { app.log.error({ err, model: event.model }, 'fastify-rest-live: publishing a change failed') })
     }

@@ -24,7 +24,9 @@ const ScalarOptions = Type.Object({
   inspector: Type.Optional(Type.Boolean()),
   // a periodic re-check more often than every second would run the routes' hooks as a busy loop; setTimeout caps the top
   reauthorizeEvery: Type.Optional(Type.Integer({ minimum: 1000, maximum: MAX_TIMEOUT_MS })),
-  expiresAt: Type.Optional(Type.Function([Type.Unknown()], Type.Unknown()))
+  expiresAt: Type.Optional(Type.Function([Type.Unknown()], Type.Unknown())),
+  // 0: no write carries rows, every change re-reads the model's views
+  maxCapturedRows: Type.Optional(Type.Integer({ minimum: 0 }))
 }, { additionalProperties: false })
 
 const checkOptions = TypeCompiler.Compile(ScalarOptions)
@@ -45,6 +47,8 @@ export interface ResolvedOptions {
   /** Milliseconds between periodic re-checks of every subscription; undefined: none. */
   reauthorizeEvery: number | undefined
   expiresAt: ExpiresAt | undefined
+  /** Rows a transaction (or one write outside one) may hold for its change events; past it, the model's views are re-read. */
+  maxCapturedRows: number
 }
 
 const defaults = {
@@ -53,7 +57,9 @@ const defaults = {
   maxPayload: 64 * 1024,
   maxSubscriptions: 100,
   maxFramesPerSecond: 100,
-  maxBufferedBytes: 4 * 1024 * 1024
+  maxBufferedBytes: 4 * 1024 * 1024,
+  // a few MB of rows at a few hundred bytes each; a change of more rows than a page is cheaper re-read than matched row by row
+  maxCapturedRows: 10_000
 } as const
 
 function describe (value: unknown): string {
@@ -121,6 +127,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
     allowedOrigins: valid.allowedOrigins === undefined ? undefined : new Set(valid.allowedOrigins.map(checkedOrigin)),
     inspector: valid.inspector ?? false,
     reauthorizeEvery: valid.reauthorizeEvery,
-    expiresAt: valid.expiresAt as ExpiresAt | undefined
+    expiresAt: valid.expiresAt as ExpiresAt | undefined,
+    maxCapturedRows: valid.maxCapturedRows ?? defaults.maxCapturedRows
   }
 }

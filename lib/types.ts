@@ -94,6 +94,14 @@ export interface RestLiveOptions {
   reauthorizeEvery?: number
   /** When subscriptions must be re-authorised (see `ExpiresAt`); a route may override it. */
   expiresAt?: ExpiresAt
+  /**
+   * Rows one transaction (or one write outside a transaction) may hold until
+   * commit, counted across its statements (default 10,000). Past it, the write
+   * holds no rows: its change event says "re-read this model" and every view of
+   * the model is re-read, so memory stays flat however many rows a write
+   * touches. 0: every change is re-read.
+   */
+  maxCapturedRows?: number
 }
 
 /**

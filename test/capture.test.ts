@@ -273,7 +273,7 @@ for (const dialect of dialects) {
     t.same(seen(), [
       'CREATED:1', 'CREATED:2', 'CREATED:3', 'CREATED:4', 'CREATED:5', 'CREATED:6',
       'UPDATED:1', 'UPDATED:2', 'UPDATED:3',
-      'UPDATED:4', // its returning('title') has no primary key: the view is re-read instead
+      'UPDATED:4', // its returning('title') has no primary key, but the capture reads the whole row
       'DELETED:1', 'DELETED:2', 'DELETED:3', 'CREATED:7'
     ])
   })
@@ -423,7 +423,7 @@ for (const dialect of dialects) {
     await createTasksTable(db, table)
     const capture = KnexCapture.of(db)
     const committed: CommittedWrite[][] = []
-    const detach = capture.attach({ interest: (write) => write.table === table ? 'rows' : undefined, committed: (writes) => { committed.push(writes) } })
+    const detach = capture.attach({ maxCapturedRows: Infinity, interest: (write) => write.table === table ? 'rows' : undefined, committed: (writes) => { committed.push(writes) } })
     t.teardown(async () => {
       detach()
       await db.schema.dropTableIfExists(table)

@@ -77,6 +77,8 @@ t.test('options are validated, and errors name the option', async (t) => {
     ['reauthorizeEvery too often', { knex: db, reauthorizeEvery: 10 }, /option 'reauthorizeEvery' expected integer to be greater or equal to 1000, got a number/],
     ['reauthorizeEvery past setTimeout', { knex: db, reauthorizeEvery: 2 ** 31 }, /option 'reauthorizeEvery' expected integer to be less or equal to 2147483647/],
     ['reauthorizeEvery not a number', { knex: db, reauthorizeEvery: '1m' }, /option 'reauthorizeEvery' expected integer, got "1m"/],
+    ['maxCapturedRows negative', { knex: db, maxCapturedRows: -1 }, /option 'maxCapturedRows' expected integer to be greater or equal to 0, got a number/],
+    ['maxCapturedRows not an integer', { knex: db, maxCapturedRows: 1.5 }, /option 'maxCapturedRows' expected integer, got a number/],
     ['expiresAt not a function', { knex: db, expiresAt: 3600 }, /option 'expiresAt' expected function, got a number/]
   ]
   for (const [name, options, message] of cases) {

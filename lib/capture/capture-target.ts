@@ -16,6 +16,8 @@ export interface RegistrationTargetOptions {
   registry: RouteRegistry
   unkeyed: UnkeyedRows
   log: FastifyBaseLogger
+  /** The `maxCapturedRows` option. */
+  maxCapturedRows: number
   /** Sends one event on this registration's bus. */
   publish: (event: LocalChangeEvent) => void
 }
@@ -25,6 +27,7 @@ export class RegistrationTarget implements CaptureTarget {
   readonly #registry: RouteRegistry
   readonly #unkeyed: UnkeyedRows
   readonly #log: FastifyBaseLogger
+  readonly maxCapturedRows: number
   readonly #publish: (event: LocalChangeEvent) => void
   /** Foreign key actions reaching followed tables; empty until `ready`. */
   #cascades = new Cascades()
@@ -34,6 +37,7 @@ export class RegistrationTarget implements CaptureTarget {
     this.#registry = options.registry
     this.#unkeyed = options.unkeyed
     this.#log = options.log
+    this.maxCapturedRows = options.maxCapturedRows
     this.#publish = options.publish
   }
 

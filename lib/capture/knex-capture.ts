@@ -17,7 +17,7 @@
  */
 import type { Knex } from 'knex'
 import { KnexCapturedElsewhereError } from '../errors.js'
-import { changedCount, clientOf, commandOf, dialectName, interceptClient, responseRows, searchPathOf, withoutReturnedRows, type BuilderParts, type ClientCall, type QueryObject } from '../knex/internals.js'
+import { changedCount, clientOf, commandOf, dialectName, interceptClient, responseRows, searchPathOf, withReturnedRows, withoutReturnedRows, type BuilderParts, type ClientCall, type QueryObject } from '../knex/internals.js'
 import type { Row, WriteOp } from '../types.js'
 import { CommitClock, type CommitWindow } from './commit-clock.js'
 import { TableNames } from './table-names.js'
@@ -50,6 +50,8 @@ export interface CommittedWrite extends CapturedWrite {
 
 /** One registration of the plugin, as the capture sees it. */
 export interface CaptureTarget {
+  /** Most rows a transaction may hold for this registration (its `maxCapturedRows`). */
+  readonly maxCapturedRows: number
   interest (write: PendingWrite): WriteInterest
   /** Writes that committed together, in commit order. */
   committed (writes: CommittedWrite[]): void
@@ -80,6 +82,8 @@ export class KnexCapture {
   readonly #knex: Knex
   readonly #log: TransactionLog
   readonly #targets = new Set<CaptureTarget>()
+  /** The fewest rows any attached target lets a transaction hold: one log serves them all. */
+  #maxRows = Infinity
   /** Puts the client back as it was; set while some target is attached. */
   #uninstall: (() => void) | undefined
 
@@ -100,7 +104,7 @@ export class KnexCapture {
     const dialect = dialectName(client)
     this.dialect = dialect === 'postgresql' ? 'postgresql' : dialect === 'sqlite3' ? 'sqlite' : 'unsupported'
     this.names = TableNames.of({ dialect, searchPath: searchPathOf(client) })
-    this.#log = new TransactionLog((writes, window) => { this.#committed(writes, window) })
+    this.#log = new TransactionLog((writes, window) => { this.#committed(writes, window) }, () => this.#maxRows)
   }
 
   /** Starts handing `target` every committed write it is interested in; returns the function that stops it. */
@@ -112,11 +116,19 @@ export class KnexCapture {
       })
     }
     this.#targets.add(target)
+    this.#maxRows = Math.min(this.#maxRows, target.maxCapturedRows)
     return () => {
-      if (!this.#targets.delete(target) || this.#targets.size > 0) return
+      if (!this.#targets.delete(target)) return
+      this.#maxRows = Math.min(...[...this.#targets].map((left) => left.maxCapturedRows))
+      if (this.#targets.size > 0) return
       ;(this.#uninstall as () => void)()
       delete (clientOf(this.#knex) as CapturedClient)[kCapture]
     }
+  }
+
+  /** The most rows one transaction (or one write outside one) has held so far: at most the smallest `maxCapturedRows`. */
+  get mostRowsHeld (): number {
+    return this.#log.mostRowsHeld
   }
 
   /** The tag of a write some target needs, so `#query` captures its statements; undefined for the rest. */
@@ -185,6 +197,18 @@ export class KnexCapture {
     const userReturning = compiled.returning !== undefined && compiled.returning !== null &&
       !(this.dialect === 'sqlite' && tag.op === 'delete')
     if (userReturning) {
+      const asked = askedColumns(compiled, this.dialect)
+      if (asked !== undefined) {
+        // the caller's columns, then the whole row: its columns still fail as they would, and the views get the row whole
+        compiled.sql = `${compiled.sql}, *`
+        const result = await call.run(compiled)
+        const window = { sentAt, receivedAt: this.clock.tick() }
+        const rows = responseRows<Row>(result)
+        withReturnedRows(result, rows.map((row) => pick(row, asked)))
+        if (rows.length > 0) this.#log.record(connection, write(rows), window)
+        return result
+      }
+      // a column list the capture cannot take apart again (`*`, an alias, a qualified name, raw SQL): run as written
       const result = await call.run(compiled)
       const window = { sentAt, receivedAt: this.clock.tick() }
       const rows = responseRows<Row>(result)
@@ -216,6 +240,31 @@ export class KnexCapture {
     const committed = merged.map((write) => ({ ...write, trustedSince: trust.get(write.table) }))
     for (const target of this.#targets) target.committed(committed)
   }
+}
+
+// a bare column name, which both dialects return under its own name; quoted by Knex without escapes
+const PLAIN_COLUMN = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+/**
+ * The columns a write's own RETURNING asks for, when each is a bare column name
+ * and the statement ends with them as Knex compiles them (its query compilers:
+ * ` returning "a", "b"` for PostgreSQL, backquotes for SQLite, last in the
+ * statement on both; checked on 3.0.1 and 3.3.0). Anything else is undefined.
+ */
+export function askedColumns (compiled: QueryObject, dialect: 'postgresql' | 'sqlite'): string[] | undefined {
+  const returning = compiled.returning
+  const columns = typeof returning === 'string' ? [returning] : Array.isArray(returning) ? returning as unknown[] : []
+  if (columns.length === 0 || !columns.every((column): column is string => typeof column === 'string' && PLAIN_COLUMN.test(column))) return undefined
+  const quote = dialect === 'postgresql' ? '"' : '`'
+  const clause = ` returning ${columns.map((column) => `${quote}${column}${quote}`).join(', ')}`
+  return compiled.sql.endsWith(clause) ? columns : undefined
+}
+
+/** A row as the caller's RETURNING would have given it: its columns, in its order. */
+function pick (row: Row, columns: string[]): Row {
+  const out: Row = {}
+  for (const column of columns) out[column] = row[column]
+  return out
 }
 
 const savepointDialect: Record<Dialect, SavepointDialect> = { postgresql: 'postgresql', sqlite: 'sqlite', unsupported: 'other' }

@@ -14,6 +14,10 @@
  *   → both inserts now belong to the level below `a`
  *
  * A name repeated on the stack means its most recent (innermost) savepoint.
+ *
+ * Bounded: a transaction holds at most `maxRows` rows across its statements. A
+ * write that would pass it is held without rows ("re-read the table"), so a
+ * million-row update costs the views a re-read, not the process a million rows.
  */
 import type { Row, WriteOp } from '../types.js'
 import type { CommitWindow } from './commit-clock.js'
@@ -101,21 +105,36 @@ interface Level {
   /** The savepoint that opened the level; undefined for a BEGIN. */
   name: string | undefined
   writes: CapturedWrite[]
+  /** Rows its writes hold. */
+  rows: number
 }
 
 export class TransactionLog {
   readonly #open = new WeakMap<object, Level[]>()
   readonly #publish: (writes: CapturedWrite[], window: CommitWindow) => void
+  readonly #maxRows: () => number
+  /** The most rows one transaction (or one write outside one) has held: never more than `maxRows`. */
+  mostRowsHeld = 0
 
-  constructor (publish: (writes: CapturedWrite[], window: CommitWindow) => void) {
+  /** `maxRows` is asked at each write: the capture's registrations may come and go. */
+  constructor (publish: (writes: CapturedWrite[], window: CommitWindow) => void, maxRows: () => number = () => Infinity) {
     this.#publish = publish
+    this.#maxRows = maxRows
   }
 
   /** A write succeeded on this connection: hold it if a transaction is open, else it is committed already. */
   record (connection: object, write: CapturedWrite, window: CommitWindow): void {
     const levels = this.#open.get(connection)
-    if (levels) levels[levels.length - 1]?.writes.push(write)
-    else this.#publish([write], window)
+    let held = 0
+    // a few levels (the savepoint depth), each with its count
+    if (levels) for (const level of levels) held += level.rows
+    const kept = write.rows !== null && held + write.rows.length > this.#maxRows() ? { ...write, rows: null } : write
+    const rows = kept.rows?.length ?? 0
+    this.mostRowsHeld = Math.max(this.mostRowsHeld, held + rows)
+    if (!levels) return this.#publish([kept], window)
+    const top = levels[levels.length - 1] as Level
+    top.writes.push(kept)
+    top.rows += rows
   }
 
   /** A transaction-control statement succeeded on this connection. */
@@ -124,12 +143,12 @@ export class TransactionLog {
     switch (statement.kind) {
       case 'begin':
         // PostgreSQL answers a BEGIN inside a transaction with a warning and keeps the transaction
-        if (!levels) this.#open.set(connection, [{ name: undefined, writes: [] }])
+        if (!levels) this.#open.set(connection, [{ name: undefined, writes: [], rows: 0 }])
         return
       case 'savepoint':
         // outside a transaction (SQLite), a savepoint starts one
-        if (levels) levels.push({ name: statement.name, writes: [] })
-        else this.#open.set(connection, [{ name: statement.name, writes: [] }])
+        if (levels) levels.push({ name: statement.name, writes: [], rows: 0 })
+        else this.#open.set(connection, [{ name: statement.name, writes: [], rows: 0 }])
         return
       case 'release': {
         /* c8 ignore next: the database refuses RELEASE outside a transaction */
@@ -140,9 +159,12 @@ export class TransactionLog {
         // a savepoint the log cannot name: its writes stay where they are, to be published or rolled back with the transaction
         if (index === undefined) return
         // the savepoint's writes, and those of every savepoint above it, now belong to the enclosing level
-        const enclosing = (levels[index - 1] as Level).writes
+        const enclosing = levels[index - 1] as Level
         // one by one: a spread of a long transaction's writes would overflow the call stack
-        for (const level of levels.splice(index)) for (const write of level.writes) enclosing.push(write)
+        for (const level of levels.splice(index)) {
+          for (const write of level.writes) enclosing.writes.push(write)
+          enclosing.rows += level.rows
+        }
         return
       }
       case 'rollbackTo': {
@@ -154,12 +176,12 @@ export class TransactionLog {
           // transaction wrote is re-read from the database once it commits
           const uncertain = uncertainWrites(levels)
           levels.splice(1)
-          ;(levels[0] as Level).writes = uncertain
+          levels[0] = { name: (levels[0] as Level).name, writes: uncertain, rows: 0 }
           return
         }
         // the savepoint survives ROLLBACK TO (it can be rolled back to again, or released)
         levels.splice(index + 1)
-        ;(levels[index] as Level).writes = []
+        levels[index] = { name: (levels[index] as Level).name, writes: [], rows: 0 }
         return
       }
       case 'commit':
@@ -169,7 +191,7 @@ export class TransactionLog {
       case 'rollback':
         this.#open.delete(connection)
     }
-    if (statement.chain === true) this.#open.set(connection, [{ name: undefined, writes: [] }])
+    if (statement.chain === true) this.#open.set(connection, [{ name: undefined, writes: [], rows: 0 }])
   }
 
   /** A COMMIT failed, or the connection died: nothing it held was committed. */

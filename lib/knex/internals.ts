@@ -231,6 +231,13 @@ export function commandOf (result: QueryObject): unknown {
   return (result.response as { command?: unknown } | undefined)?.command
 }
 
+/** Replaces the rows of a write's answer (pg's `rows`, better-sqlite3's row array) with the ones its caller asked for. */
+export function withReturnedRows (result: QueryObject, rows: unknown[]): void {
+  const response = result.response
+  if (Array.isArray(response)) result.response = rows
+  else (response as { rows: unknown[] }).rows = rows
+}
+
 /**
  * Puts a write's answer back into the shape Knex's response processing
  * expects when no RETURNING was asked for, after one was added: pg sends no
