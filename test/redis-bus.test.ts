@@ -5,14 +5,15 @@
  */
 import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { createRedisBus, type RedisBus } from '../lib/bus/redis-bus.js'
 import { ChannelInterest } from '../lib/bus/redis-interest.js'
 import { decodeEnvelope, InboundSerials, OutboundSerials } from '../lib/bus/redis-serial.js'
 import { uniqueName } from './helpers/db.js'
 import {
-  REDIS_URL, RedisProxy, killClients, recordingLogger, redisAvailable, redisClient, silentServer, subscriberCount
+  CLUSTER_SKIP, REDIS_URL, RedisProxy, clusterNodes, clusterOption, killClients, recordingLogger, redisAdmin, redisAvailable,
+  redisClient, redisClusterAvailable, silentServer, subscriberCount
 } from './helpers/redis.js'
 import { eventually } from './helpers/eventually.js'
 
@@ -378,5 +379,100 @@ t.test('against Redis', { skip: redisUp ? false : 'Redis is not running' }, asyn
     await closed.quit()
     await eventually(() => closed.status === 'end')
     await t.rejects(createRedisBus({ redis: closed, channelPrefix: 'x', listener, log }), /has been closed/)
+  })
+})
+
+const clusterUp = await redisClusterAvailable()
+
+t.test('against a Redis Cluster (sharded pub/sub)', { skip: clusterUp ? false : CLUSTER_SKIP }, async (t) => {
+  const admin = redisAdmin(true)
+  t.teardown(admin.quit)
+
+  async function node (t: { teardown: (fn: () => Promise<void>) => void }, prefix: string, redis: unknown = clusterOption()): Promise<{ bus: RedisBus } & ReturnType<typeof recorder> & ReturnType<typeof recordingLogger>> {
+    const listener = recorder()
+    const logger = recordingLogger()
+    const bus = await createRedisBus({ redis, channelPrefix: prefix, listener, log: logger.log })
+    t.teardown(async () => { await bus.close() })
+    return { bus, ...listener, ...logger }
+  }
+
+  t.test('SSUBSCRIBE on the shard owning the channel, SPUBLISH to it, SUNSUBSCRIBE when the last follower leaves', async (t) => {
+    const prefix = uniqueName('rbc')
+    const a = await node(t, prefix)
+    const b = await node(t, prefix)
+    // several models: their channels hash to different slots, so to different masters
+    const models = ['tasks', 'notes', 'users', 'tags']
+    for (const model of models) await b.bus.follow(model)
+    for (const model of models) t.equal(await admin.subscriberCount(`${prefix}:${model}`), 1, `${model}: one sharded subscriber`)
+    t.same((await admin.channels(`${prefix}:*`)).sort(), models.map((model) => `${prefix}:${model}`).sort())
+    for (const [i, model] of models.entries()) await a.bus.publish(change(model, i))
+    await eventually(() => b.events.length === models.length)
+    t.same(b.events.map((event) => event.model).sort(), [...models].sort())
+    t.same(b.gaps, [])
+    for (const model of models) b.bus.unfollow(model)
+    await eventually(async () => (await admin.channels(`${prefix}:*`)).length === 0)
+    t.same(a.events, [], 'a node following nothing hears nothing')
+  })
+
+  t.test('a killed sharded subscriber connection is replaced, resubscribed, then resyncs', async (t) => {
+    const prefix = uniqueName('rbc')
+    const a = await node(t, prefix)
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    await b.bus.follow('notes')
+    await a.bus.publish(change('tasks', 1))
+    await eventually(() => b.events.length === 1)
+    const subscribers = (await admin.clients(`:${prefix}:${b.bus.nodeId}:sub`)).filter((c) => c.name.startsWith('ioredis-cluster(ssubscriber)'))
+    t.ok(subscribers.length >= 1, 'one sharded subscriber connection per master owning a followed channel')
+    for (const subscriber of subscribers) t.equal(await subscriber.kill(), 1)
+    await eventually(() => b.gaps.length >= 1)
+    t.same(b.gaps[0]?.slice().sort(), ['notes', 'tasks'], 'every followed model')
+    for (const model of ['tasks', 'notes']) t.equal(await admin.subscriberCount(`${prefix}:${model}`), 1, `${model} subscribed again`)
+    await a.bus.publish(change('tasks', 2))
+    await eventually(() => b.events.length === 2)
+    t.same(b.events.at(-1), change('tasks', 2), 'live again')
+    t.match(b.messages('warn'), [/lost the Redis subscriber connection/])
+    t.match(b.messages('info'), [/is back; resyncing/])
+  })
+
+  t.test('a serial gap is detected over sharded pub/sub too', async (t) => {
+    const prefix = uniqueName('rbc')
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    const publisher = new Cluster(clusterNodes())
+    t.teardown(async () => { await publisher.quit() })
+    await publisher.spublish(`${prefix}:tasks`, JSON.stringify({ o: 'x', s: 1, e: change('tasks', 1) }))
+    await publisher.spublish(`${prefix}:tasks`, JSON.stringify({ o: 'x', s: 3, e: change('tasks', 3) }))
+    await eventually(() => b.gaps.length === 1)
+    t.same(b.gaps, [['tasks']])
+    t.same(b.events, [change('tasks', 1)])
+  })
+
+  t.test('a Cluster instance: published on, duplicated for subscribing, never closed', async (t) => {
+    const prefix = uniqueName('rbc')
+    const instance = new Cluster(clusterNodes(), { lazyConnect: true })
+    t.teardown(async () => { await instance.quit() })
+    const a = await node(t, prefix, instance)
+    t.equal(instance.status, 'ready', 'a lazy instance is connected')
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    await a.bus.follow('tasks')
+    await b.bus.publish(change('tasks', 1))
+    await eventually(() => a.events.length === 1)
+    t.same(a.events, [change('tasks', 1)], 'the duplicate subscribes with sharded pub/sub')
+    await a.bus.publish(change('tasks', 2))
+    await eventually(() => b.events.length === 1)
+    await a.bus.close()
+    t.equal(instance.status, 'ready', 'still open after close')
+    t.equal(await admin.subscriberCount(`${prefix}:tasks`), 1, "only b's subscriber is left")
+  })
+
+  t.test('an unreachable cluster fails startup, naming its nodes', async (t) => {
+    const listener = recorder()
+    const { log } = recordingLogger()
+    await t.rejects(createRedisBus({ redis: { cluster: [{ host: '127.0.0.1', port: 1 }, 'redis://user:secret@127.0.0.1:2', 3] }, channelPrefix: 'x', listener, log, startupTimeoutMs: 500 }), {
+      code: 'FST_REST_LIVE_REDIS_UNREACHABLE',
+      message: /cannot reach Redis at cluster 127\.0\.0\.1:1,127\.0\.0\.1:2,127\.0\.0\.1:3: /
+    })
   })
 })
