@@ -9,6 +9,7 @@ import { Cluster, Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { createRedisBus, type RedisBus } from '../lib/bus/redis-bus.js'
 import { ChannelInterest } from '../lib/bus/redis-interest.js'
+import { resolveOptions } from '../lib/options.js'
 import { decodeEnvelope, InboundSerials, OutboundSerials } from '../lib/bus/redis-serial.js'
 import { uniqueName } from './helpers/db.js'
 import {
@@ -93,6 +94,33 @@ t.test('interest is reference-counted and given back when subscribing fails', as
   fail = true
   await t.rejects(interest.follow('p:x', 'x'), /down/)
   t.same(interest.channels(), [], 'a failed follow leaves no interest')
+})
+
+t.test('the redis option for a cluster is checked up front, naming the field', async (t) => {
+  const knex = Object.assign(() => {}, { client: { query: () => {} } })
+  const mistake = (redis: unknown): string => {
+    try {
+      resolveOptions({ knex, redis })
+    } catch (err) {
+      t.equal((err as { code?: string }).code, 'FST_REST_LIVE_INVALID_OPTION')
+      return (err as Error).message
+    }
+    return 'accepted'
+  }
+  t.equal(mistake({ cluster: [] }), "fastify-rest-live: option 'redis.cluster' expected array length to be greater or equal to 1, got an array")
+  t.equal(mistake({ cluster: 'redis://127.0.0.1:7101' }), "fastify-rest-live: option 'redis.cluster' expected array, got \"redis://127.0.0.1:7101\"")
+  t.equal(mistake({ cluster: [{ host: '127.0.0.1', port: '7101' }] }),
+    "fastify-rest-live: option 'redis.cluster.0' must be a \"host:port\" or redis:// URL string, a port number, or { host, port }, got an object")
+  t.equal(mistake({ cluster: [7101, null] }), "fastify-rest-live: option 'redis.cluster.1' must be a \"host:port\" or redis:// URL string, a port number, or { host, port }, got null")
+  t.equal(mistake({ cluster: [7101], clusterOptions: 5 }), "fastify-rest-live: option 'redis.clusterOptions' expected object, got a number")
+  t.equal(mistake({ cluster: [7101], sharded: true }), "fastify-rest-live: option 'redis.sharded' unexpected property, got a boolean")
+  for (const redis of [
+    { cluster: [7101, '127.0.0.1:7102', 'redis://127.0.0.1:7103', { host: '127.0.0.1', port: 7104 }], clusterOptions: { redisOptions: { password: 'x' } } },
+    { host: '127.0.0.1', port: 6379 },
+    new Cluster([7101], { lazyConnect: true })
+  ]) {
+    t.equal(mistake(redis), 'accepted', 'a valid cluster option, ioredis options, a Cluster instance')
+  }
 })
 
 const redisUp = await redisAvailable()
