@@ -8,6 +8,7 @@ import t from 'tap'
 import { Cluster, Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { createRedisBus, type RedisBus } from '../lib/bus/redis-bus.js'
+import { clusterAddress } from '../lib/bus/redis-connections.js'
 import { ChannelInterest } from '../lib/bus/redis-interest.js'
 import { resolveOptions } from '../lib/options.js'
 import { decodeEnvelope, InboundSerials, OutboundSerials } from '../lib/bus/redis-serial.js'
@@ -121,6 +122,11 @@ t.test('the redis option for a cluster is checked up front, naming the field', a
   ]) {
     t.equal(mistake(redis), 'accepted', 'a valid cluster option, ioredis options, a Cluster instance')
   }
+})
+
+t.test("a cluster's address in messages: its startup nodes, without credentials", async (t) => {
+  t.equal(clusterAddress([7101, 'redis://user:secret@10.0.0.1:7102', 'rediss://10.0.0.2:7103', '10.0.0.3:7104', { host: '10.0.0.4', port: 7105 }, { port: 7106 }, { host: '10.0.0.5' }]),
+    'cluster 127.0.0.1:7101,10.0.0.1:7102,10.0.0.2:7103,10.0.0.3:7104,10.0.0.4:7105,127.0.0.1:7106,10.0.0.5:6379')
 })
 
 const redisUp = await redisAvailable()
@@ -489,7 +495,9 @@ t.test('against a Redis Cluster (sharded pub/sub)', { skip: clusterUp ? false : 
     await eventually(() => a.events.length === 1)
     t.same(a.events, [change('tasks', 1)], 'the duplicate subscribes with sharded pub/sub')
     await a.bus.publish(change('tasks', 2))
-    await eventually(() => b.events.length === 1)
+    // b, following tasks, heard its own publish directly, then a's over the cluster
+    await eventually(() => b.events.length === 2)
+    t.same(b.events, [change('tasks', 1), change('tasks', 2)], 'published on the instance with SPUBLISH')
     await a.bus.close()
     t.equal(instance.status, 'ready', 'still open after close')
     t.equal(await admin.subscriberCount(`${prefix}:tasks`), 1, "only b's subscriber is left")

@@ -63,7 +63,7 @@ export function addressOf (connection: Redis): string {
 }
 
 /** A cluster's startup nodes, without credentials. */
-function clusterAddress (nodes: ClusterNode[]): string {
+export function clusterAddress (nodes: ClusterNode[]): string {
   return 'cluster ' + nodes.map((node) => {
     if (typeof node === 'number') return `127.0.0.1:${node}`
     if (typeof node === 'string') return node.replace(/^rediss?:\/\/(?:[^@/]*@)?/, '')
