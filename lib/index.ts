@@ -37,7 +37,7 @@ import { checkOrigin } from './ws/origin.js'
 export type { RealtimeRouteConfig, RestLiveOptions, RealtimeDecorator, RealtimeStats, Row, WriteOp } from './types.js'
 export type { ExpiresAt, RealtimeSubscriptionInfo, ReauthorizeSummary } from './types.js'
 export * as errors from './errors.js'
-export type { ResourceOptions } from './types.js'
+export type { RedisClusterOption, ResourceOptions } from './types.js'
 export { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf } from './channels/permissions.js'
 export type { PermissionCheck, PermissionHook, PermissionOptions, UserOf } from './channels/permissions.js'
 

@@ -31,6 +31,19 @@ const ScalarOptions = Type.Object({
 
 const checkOptions = TypeCompiler.Compile(ScalarOptions)
 
+// `redis: { cluster, clusterOptions? }`: checked on its own, so a mistake names the field inside `redis`
+const Port = Type.Integer({ minimum: 1, maximum: 65535 })
+const RedisCluster = Type.Object({
+  cluster: Type.Array(Type.Union([
+    Type.String({ minLength: 1 }),
+    Port,
+    Type.Object({ host: Type.Optional(Type.String({ minLength: 1 })), port: Type.Optional(Port) })
+  ]), { minItems: 1 }),
+  clusterOptions: Type.Optional(Type.Object({}))
+}, { additionalProperties: false })
+
+const checkRedisCluster = TypeCompiler.Compile(RedisCluster)
+
 /** Options with every default filled in. */
 export interface ResolvedOptions {
   knex: Knex
@@ -82,6 +95,21 @@ function checkedOrigin (entry: string, index: number): string {
   return origin
 }
 
+/** A `{ cluster }` object (not an ioredis instance, which is checked by ioredis itself). */
+function checkRedisClusterOption (redis: object): void {
+  if (!('cluster' in redis) || 'duplicate' in redis) return
+  if (checkRedisCluster.Check(redis)) return
+  const error = checkRedisCluster.Errors(redis).First()
+  /* c8 ignore next */
+  if (!error) throw new InvalidOptionError("'redis'", 'is invalid')
+  const path = error.path.replace(/^\//, '').replaceAll('/', '.')
+  // a node that fits no member of the union: say what a node may be
+  const what = /^cluster\.\d+/.test(path)
+    ? 'must be a "host:port" or redis:// URL string, a port number, or { host, port }'
+    : error.message.toLowerCase()
+  throw new InvalidOptionError(`'redis.${path}'`, `${what}, got ${describe(error.value)}`)
+}
+
 /**
  * ioredis reads any other scheme as a host-less socket path (`http://host` tries
  * to connect to `//host:6379`), so a wrong scheme would fail later and obscurely.
@@ -112,6 +140,7 @@ export function resolveOptions (input: unknown): ResolvedOptions {
   }
   const valid = ours as Static<typeof ScalarOptions>
   if (typeof valid.redis === 'string') checkRedisUrl(valid.redis)
+  else if (valid.redis !== undefined) checkRedisClusterOption(valid.redis)
   if (!isKnex(valid.knex)) {
     throw new InvalidOptionError("'knex'", `must be a Knex instance, got ${valid.knex === undefined ? 'nothing' : describe(valid.knex)}`)
   }

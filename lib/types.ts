@@ -4,7 +4,15 @@
  */
 import type { FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
-import type { Redis, RedisOptions } from 'ioredis'
+import type { Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis'
+
+/** The `redis` option for a Redis Cluster: ioredis' startup nodes (it discovers the rest) and Cluster options. */
+export interface RedisClusterOption {
+  /** `{ host, port }`, a port, or a `"host:port"` / `redis://host:port` string. */
+  cluster: ClusterNode[]
+  /** ioredis Cluster options (per-node settings such as a password or TLS go in `redisOptions`). */
+  clusterOptions?: ClusterOptions
+}
 
 /** A database row as Knex returns it. */
 export type Row = Record<string, unknown>
@@ -63,8 +71,12 @@ export type ExpiresAt = (request: FastifyRequest) => Date | number | null | unde
 export interface RestLiveOptions {
   /** Writes through this Knex instance are captured after commit. */
   knex: Knex
-  /** A Redis URL, ioredis options or an ioredis instance; absent → in-process bus. */
-  redis?: string | RedisOptions | Redis
+  /**
+   * A Redis URL, ioredis options or an ioredis instance; a Redis Cluster as
+   * `{ cluster: [startup nodes], clusterOptions? }` or an ioredis `Cluster`
+   * (sharded pub/sub, Redis >= 7); absent → in-process bus.
+   */
+  redis?: string | RedisOptions | Redis | RedisClusterOption | Cluster
   /** The WebSocket route (default `/ws/subscribe`). */
   path?: string
   /** Redis channel prefix (default `rest-live`). */

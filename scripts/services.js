@@ -1,10 +1,12 @@
 /**
- * Do the servers the test suite talks to answer? PostgreSQL at DATABASE_URL and
- * Redis at REDIS_URL (the defaults are the ones the tests use).
+ * Do the servers the test suite talks to answer? PostgreSQL at DATABASE_URL,
+ * Redis at REDIS_URL, and the Redis Cluster at REDIS_CLUSTER_URL (the defaults
+ * are the ones the tests use; `npm run redis:cluster` starts that cluster).
  *
  *   node scripts/services.js     prints what answers; exits 1 if something does not
+ *                                (the cluster only counts when CI is set)
  *
- * `scripts/test.js` (npm test) uses `checkServices()` to decide how to run tap.
+ * `scripts/test.js` (npm test) uses `checkServices()` and `checkCluster()` to decide how to run tap.
  */
 import { pathToFileURL } from 'node:url'
 import pg from 'pg'
@@ -12,6 +14,7 @@ import { Redis } from 'ioredis'
 
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'
+export const REDIS_CLUSTER_URL = process.env.REDIS_CLUSTER_URL ?? 'redis://127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103'
 
 /** @returns {Promise<string[]>} one sentence per server that does not answer (empty: all do) */
 export async function checkServices () {
@@ -40,6 +43,25 @@ export async function checkServices () {
   return failures
 }
 
+/** @returns {Promise<string | undefined>} why the Redis Cluster does not answer (undefined: it does, with cluster_state:ok) */
+export async function checkCluster () {
+  const first = new URL(REDIS_CLUSTER_URL.split(',')[0] ?? '')
+  const redis = new Redis({ host: first.hostname, port: Number(first.port || 6379), lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  /** @type {unknown} */
+  let cause
+  redis.on('error', (err) => { cause ??= err })
+  try {
+    await redis.connect()
+    const info = String(await redis.call('CLUSTER', 'INFO'))
+    if (!info.includes('cluster_state:ok')) throw new Error(info.split('\r\n')[0] ?? 'cluster_state is not ok')
+    return undefined
+  } catch (err) {
+    return `the Redis Cluster at ${REDIS_CLUSTER_URL} (REDIS_CLUSTER_URL) does not answer: ${describe(cause ?? err)}`
+  } finally {
+    redis.disconnect()
+  }
+}
+
 /** @param {unknown} err */
 function describe (err) {
   if (err instanceof AggregateError && err.errors.length > 0) return describe(err.errors[0])
@@ -54,4 +76,11 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.exit(1)
   }
   console.log(`PostgreSQL (${DATABASE_URL}) and Redis (${REDIS_URL}) answer`)
+  const cluster = await checkCluster()
+  if (cluster !== undefined) {
+    console.error(`${process.env.CI ? 'error' : 'note'}: ${cluster}; start it with \`npm run redis:cluster\``)
+    if (process.env.CI) process.exit(1)
+  } else {
+    console.log(`the Redis Cluster (${REDIS_CLUSTER_URL}) answers`)
+  }
 }

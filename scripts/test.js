@@ -2,7 +2,8 @@
  * `npm test` runs this last, after the lint, the type-check and the type tests:
  * tap, with its 100% coverage gate when the suite can run whole.
  *
- * Tests that need PostgreSQL or Redis skip themselves when the server does not
+ * Tests that need PostgreSQL, Redis or the Redis Cluster (REDIS_CLUSTER_URL,
+ * started by `npm run redis:cluster`) skip themselves when the server does not
  * answer, which leaves code uncovered. So:
  * - both answer: plain `tap` (every test runs, coverage must be 100%);
  * - one is missing and CI is set: fail now, naming it (CI must run everything);
@@ -25,7 +26,7 @@ import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cacheDir, compiled } from '../test/helpers/ts-compile.mjs'
 import { runOnOldestKnex } from './knex-versions.js'
-import { checkServices } from './services.js'
+import { checkCluster, checkServices } from './services.js'
 
 const root = fileURLToPath(new URL('../', import.meta.url))
 
@@ -44,16 +45,18 @@ function compileOnce () {
 const args = process.argv.slice(2)
 const whole = args.length === 0
 const failures = await checkServices()
+const cluster = await checkCluster()
+if (cluster !== undefined) failures.push(`${cluster}; start it with \`npm run redis:cluster\` (stop it with \`npm run redis:cluster:stop\`)`)
 if (failures.length > 0) {
   for (const failure of failures) console.error(`error: ${failure}`)
   if (process.env.CI) {
-    console.error('CI is set, so every test must run: start the servers, or point DATABASE_URL / REDIS_URL at them.')
+    console.error('CI is set, so every test must run: start the servers, or point DATABASE_URL / REDIS_URL / REDIS_CLUSTER_URL at them.')
     process.exit(1)
   }
   console.error([
     'The tests that need it are skipped (each says so), so coverage cannot reach 100%:',
     'running tap WITHOUT the coverage gate. This run passing does not mean the suite',
-    'passes; start the servers (or set DATABASE_URL / REDIS_URL) for the full run.'
+    'passes; start the servers (or set DATABASE_URL / REDIS_URL / REDIS_CLUSTER_URL) for the full run.'
   ].join('\n'))
   args.unshift('--allow-incomplete-coverage')
 }

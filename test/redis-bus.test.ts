@@ -5,14 +5,17 @@
  */
 import FakeTimers from '@sinonjs/fake-timers'
 import t from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 import type { BusListener, ChangeEvent } from '../lib/bus/bus.js'
 import { createRedisBus, type RedisBus } from '../lib/bus/redis-bus.js'
+import { clusterAddress } from '../lib/bus/redis-connections.js'
 import { ChannelInterest } from '../lib/bus/redis-interest.js'
+import { resolveOptions } from '../lib/options.js'
 import { decodeEnvelope, InboundSerials, OutboundSerials } from '../lib/bus/redis-serial.js'
 import { uniqueName } from './helpers/db.js'
 import {
-  REDIS_URL, RedisProxy, killClients, recordingLogger, redisAvailable, redisClient, silentServer, subscriberCount
+  CLUSTER_SKIP, REDIS_URL, RedisProxy, clusterNodes, clusterOption, killClients, recordingLogger, redisAdmin, redisAvailable,
+  redisClient, redisClusterAvailable, silentServer, subscriberCount
 } from './helpers/redis.js'
 import { eventually } from './helpers/eventually.js'
 
@@ -92,6 +95,38 @@ t.test('interest is reference-counted and given back when subscribing fails', as
   fail = true
   await t.rejects(interest.follow('p:x', 'x'), /down/)
   t.same(interest.channels(), [], 'a failed follow leaves no interest')
+})
+
+t.test('the redis option for a cluster is checked up front, naming the field', async (t) => {
+  const knex = Object.assign(() => {}, { client: { query: () => {} } })
+  const mistake = (redis: unknown): string => {
+    try {
+      resolveOptions({ knex, redis })
+    } catch (err) {
+      t.equal((err as { code?: string }).code, 'FST_REST_LIVE_INVALID_OPTION')
+      return (err as Error).message
+    }
+    return 'accepted'
+  }
+  t.equal(mistake({ cluster: [] }), "fastify-rest-live: option 'redis.cluster' expected array length to be greater or equal to 1, got an array")
+  t.equal(mistake({ cluster: 'redis://127.0.0.1:7101' }), "fastify-rest-live: option 'redis.cluster' expected array, got \"redis://127.0.0.1:7101\"")
+  t.equal(mistake({ cluster: [{ host: '127.0.0.1', port: '7101' }] }),
+    "fastify-rest-live: option 'redis.cluster.0' must be a \"host:port\" or redis:// URL string, a port number, or { host, port }, got an object")
+  t.equal(mistake({ cluster: [7101, null] }), "fastify-rest-live: option 'redis.cluster.1' must be a \"host:port\" or redis:// URL string, a port number, or { host, port }, got null")
+  t.equal(mistake({ cluster: [7101], clusterOptions: 5 }), "fastify-rest-live: option 'redis.clusterOptions' expected object, got a number")
+  t.equal(mistake({ cluster: [7101], sharded: true }), "fastify-rest-live: option 'redis.sharded' unexpected property, got a boolean")
+  for (const redis of [
+    { cluster: [7101, '127.0.0.1:7102', 'redis://127.0.0.1:7103', { host: '127.0.0.1', port: 7104 }], clusterOptions: { redisOptions: { password: 'x' } } },
+    { host: '127.0.0.1', port: 6379 },
+    new Cluster([7101], { lazyConnect: true })
+  ]) {
+    t.equal(mistake(redis), 'accepted', 'a valid cluster option, ioredis options, a Cluster instance')
+  }
+})
+
+t.test("a cluster's address in messages: its startup nodes, without credentials", async (t) => {
+  t.equal(clusterAddress([7101, 'redis://user:secret@10.0.0.1:7102', 'rediss://10.0.0.2:7103', '10.0.0.3:7104', { host: '10.0.0.4', port: 7105 }, { port: 7106 }, { host: '10.0.0.5' }]),
+    'cluster 127.0.0.1:7101,10.0.0.1:7102,10.0.0.2:7103,10.0.0.3:7104,10.0.0.4:7105,127.0.0.1:7106,10.0.0.5:6379')
 })
 
 const redisUp = await redisAvailable()
@@ -378,5 +413,102 @@ t.test('against Redis', { skip: redisUp ? false : 'Redis is not running' }, asyn
     await closed.quit()
     await eventually(() => closed.status === 'end')
     await t.rejects(createRedisBus({ redis: closed, channelPrefix: 'x', listener, log }), /has been closed/)
+  })
+})
+
+const clusterUp = await redisClusterAvailable()
+
+t.test('against a Redis Cluster (sharded pub/sub)', { skip: clusterUp ? false : CLUSTER_SKIP }, async (t) => {
+  const admin = redisAdmin(true)
+  t.teardown(admin.quit)
+
+  async function node (t: { teardown: (fn: () => Promise<void>) => void }, prefix: string, redis: unknown = clusterOption()): Promise<{ bus: RedisBus } & ReturnType<typeof recorder> & ReturnType<typeof recordingLogger>> {
+    const listener = recorder()
+    const logger = recordingLogger()
+    const bus = await createRedisBus({ redis, channelPrefix: prefix, listener, log: logger.log })
+    t.teardown(async () => { await bus.close() })
+    return { bus, ...listener, ...logger }
+  }
+
+  t.test('SSUBSCRIBE on the shard owning the channel, SPUBLISH to it, SUNSUBSCRIBE when the last follower leaves', async (t) => {
+    const prefix = uniqueName('rbc')
+    const a = await node(t, prefix)
+    const b = await node(t, prefix)
+    // several models: their channels hash to different slots, so to different masters
+    const models = ['tasks', 'notes', 'users', 'tags']
+    for (const model of models) await b.bus.follow(model)
+    for (const model of models) t.equal(await admin.subscriberCount(`${prefix}:${model}`), 1, `${model}: one sharded subscriber`)
+    t.same((await admin.channels(`${prefix}:*`)).sort(), models.map((model) => `${prefix}:${model}`).sort())
+    for (const [i, model] of models.entries()) await a.bus.publish(change(model, i))
+    await eventually(() => b.events.length === models.length)
+    t.same(b.events.map((event) => event.model).sort(), [...models].sort())
+    t.same(b.gaps, [])
+    for (const model of models) b.bus.unfollow(model)
+    await eventually(async () => (await admin.channels(`${prefix}:*`)).length === 0)
+    t.same(a.events, [], 'a node following nothing hears nothing')
+  })
+
+  t.test('a killed sharded subscriber connection is replaced, resubscribed, then resyncs', async (t) => {
+    const prefix = uniqueName('rbc')
+    const a = await node(t, prefix)
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    await b.bus.follow('notes')
+    await a.bus.publish(change('tasks', 1))
+    await eventually(() => b.events.length === 1)
+    const subscribers = (await admin.clients(`:${prefix}:${b.bus.nodeId}:sub`)).filter((c) => c.name.startsWith('ioredis-cluster(ssubscriber)'))
+    t.ok(subscribers.length >= 1, 'one sharded subscriber connection per master owning a followed channel')
+    for (const subscriber of subscribers) t.equal(await subscriber.kill(), 1)
+    await eventually(() => b.gaps.length >= 1)
+    t.same(b.gaps[0]?.slice().sort(), ['notes', 'tasks'], 'every followed model')
+    for (const model of ['tasks', 'notes']) t.equal(await admin.subscriberCount(`${prefix}:${model}`), 1, `${model} subscribed again`)
+    await a.bus.publish(change('tasks', 2))
+    await eventually(() => b.events.length === 2)
+    t.same(b.events.at(-1), change('tasks', 2), 'live again')
+    t.match(b.messages('warn'), [/lost the Redis subscriber connection/])
+    t.match(b.messages('info'), [/is back; resyncing/])
+  })
+
+  t.test('a serial gap is detected over sharded pub/sub too', async (t) => {
+    const prefix = uniqueName('rbc')
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    const publisher = new Cluster(clusterNodes())
+    t.teardown(async () => { await publisher.quit() })
+    await publisher.spublish(`${prefix}:tasks`, JSON.stringify({ o: 'x', s: 1, e: change('tasks', 1) }))
+    await publisher.spublish(`${prefix}:tasks`, JSON.stringify({ o: 'x', s: 3, e: change('tasks', 3) }))
+    await eventually(() => b.gaps.length === 1)
+    t.same(b.gaps, [['tasks']])
+    t.same(b.events, [change('tasks', 1)])
+  })
+
+  t.test('a Cluster instance: published on, duplicated for subscribing, never closed', async (t) => {
+    const prefix = uniqueName('rbc')
+    const instance = new Cluster(clusterNodes(), { lazyConnect: true })
+    t.teardown(async () => { await instance.quit() })
+    const a = await node(t, prefix, instance)
+    t.equal(instance.status, 'ready', 'a lazy instance is connected')
+    const b = await node(t, prefix)
+    await b.bus.follow('tasks')
+    await a.bus.follow('tasks')
+    await b.bus.publish(change('tasks', 1))
+    await eventually(() => a.events.length === 1)
+    t.same(a.events, [change('tasks', 1)], 'the duplicate subscribes with sharded pub/sub')
+    await a.bus.publish(change('tasks', 2))
+    // b, following tasks, heard its own publish directly, then a's over the cluster
+    await eventually(() => b.events.length === 2)
+    t.same(b.events, [change('tasks', 1), change('tasks', 2)], 'published on the instance with SPUBLISH')
+    await a.bus.close()
+    t.equal(instance.status, 'ready', 'still open after close')
+    t.equal(await admin.subscriberCount(`${prefix}:tasks`), 1, "only b's subscriber is left")
+  })
+
+  t.test('an unreachable cluster fails startup, naming its nodes', async (t) => {
+    const listener = recorder()
+    const { log } = recordingLogger()
+    await t.rejects(createRedisBus({ redis: { cluster: [{ host: '127.0.0.1', port: 1 }, 'redis://user:secret@127.0.0.1:2', 3] }, channelPrefix: 'x', listener, log, startupTimeoutMs: 500 }), {
+      code: 'FST_REST_LIVE_REDIS_UNREACHABLE',
+      message: /cannot reach Redis at cluster 127\.0\.0\.1:1,127\.0\.0\.1:2,127\.0\.0\.1:3: /
+    })
   })
 })

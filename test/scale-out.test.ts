@@ -4,8 +4,11 @@
  * across nodes: enter/leave semantics, REST over the socket, no silent loss
  * when a subscriber connection is killed, convergence under random writes,
  * interest (a node hears only the models its subscribers follow).
+ *
+ * The multi-node tests run twice: over a single Redis (classic pub/sub) and over
+ * a Redis Cluster (sharded pub/sub; `npm run redis:cluster` starts one locally).
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import { Redis } from 'ioredis'
@@ -13,12 +16,13 @@ import restLive from '../lib/index.js'
 import { buildTasksApp } from './helpers/app.js'
 import { createTasksTable, postgres, postgresAvailable, uniqueName } from './helpers/db.js'
 import { eventually } from './helpers/eventually.js'
-import { REDIS_URL, clients, redisAvailable, redisClient, subscriberCount } from './helpers/redis.js'
+import { REDIS_URL, clients, redisAdmin, redisAvailable, redisClient, redisTargets, subscriberCount, type RedisAdmin, type RedisTarget } from './helpers/redis.js'
 import { replayList, replayRetrieve } from './helpers/replay.js'
 import { draws, seedsFor } from './helpers/seeds.js'
 import { TestClient } from './helpers/ws-client.js'
 
-const ready = await postgresAvailable() && await redisAvailable()
+const pgUp = await postgresAvailable()
+const ready = pgUp && await redisAvailable()
 const skip = ready ? false : 'needs PostgreSQL and Redis'
 
 interface Node { app: FastifyInstance, db: Knex }
@@ -26,7 +30,7 @@ interface Cluster { a: Node, b: Node, table: string, prefix: string }
 type Teardown = { teardown: (fn: () => Promise<void>) => void }
 
 /** Two nodes on one table and one channel prefix; `between` runs once node A is up, before B starts. */
-async function cluster (t: Teardown, between?: (prefix: string) => Promise<void>): Promise<Cluster> {
+async function cluster (t: Teardown, target: RedisTarget, between?: (prefix: string) => Promise<void>): Promise<Cluster> {
   const table = uniqueName('scale')
   const prefix = uniqueName('rl')
   const setup = postgres()
@@ -37,7 +41,7 @@ async function cluster (t: Teardown, between?: (prefix: string) => Promise<void>
   })
   const start = async (): Promise<Node> => {
     const db = postgres()
-    const { app } = await buildTasksApp({ db, table, plugin: { redis: REDIS_URL, channelPrefix: prefix } })
+    const { app } = await buildTasksApp({ db, table, plugin: { redis: target.option(), channelPrefix: prefix } })
     t.teardown(async () => {
       await app.close()
       await db.destroy()
@@ -84,12 +88,18 @@ async function converged (t: Tap, watches: Watch[], timeoutMs = 15_000): Promise
 }
 type Tap = Pick<typeof t, 'same'>
 
-t.test('scale-out over Redis', { skip }, async (t) => {
-  const admin = redisClient()
-  t.teardown(async () => { await admin.quit() })
+for (const target of redisTargets) {
+  const skip = pgUp ? await target.skip() : 'needs PostgreSQL'
+  t.test(`two nodes over ${target.name}`, { skip }, async (t) => {
+    const admin = redisAdmin(target.sharded)
+    t.teardown(admin.quit)
+    multiNode(t, target, admin)
+  })
+}
 
+function multiNode (t: Test, target: RedisTarget, admin: RedisAdmin): void {
   t.test('a write on node A reaches a subscriber on node B, with enter/leave semantics', async (t) => {
-    const { a, b, table } = await cluster(t)
+    const { a, b, table } = await cluster(t, target)
     const open = await TestClient.connect(b.app, auth(1))
     const done = await TestClient.connect(b.app, auth(1))
     t.teardown(async () => { open.close(); done.close() })
@@ -115,7 +125,7 @@ t.test('scale-out over Redis', { skip }, async (t) => {
   })
 
   t.test('a request frame on node B reaches a subscriber on node A', async (t) => {
-    const { a, b, table } = await cluster(t)
+    const { a, b, table } = await cluster(t, target)
     const watcher = await TestClient.connect(a.app, auth(3))
     const writer = await TestClient.connect(b.app, auth(3))
     t.teardown(async () => { watcher.close(); writer.close() })
@@ -133,14 +143,14 @@ t.test('scale-out over Redis', { skip }, async (t) => {
   })
 
   t.test('a node hears only the models its subscribers follow', async (t) => {
-    const { a, b, table, prefix } = await cluster(t)
+    const { a, b, table, prefix } = await cluster(t, target)
     const channel = `${prefix}:${table}`
-    t.equal(await subscriberCount(admin, channel), 0, 'no subscriber anywhere: nobody listens')
+    t.equal(await admin.subscriberCount(channel), 0, 'no subscriber anywhere: nobody listens')
     const onA = await TestClient.connect(a.app, auth(1))
     t.teardown(async () => { onA.close() })
     await onA.subscribe({ id: 1, model: table, action: 'list' })
-    t.equal(await subscriberCount(admin, channel), 1, 'only node A listens')
-    t.same(await admin.pubsub('CHANNELS', `${prefix}:*`), [channel])
+    t.equal(await admin.subscriberCount(channel), 1, 'only node A listens')
+    t.same(await admin.channels(`${prefix}:*`), [channel])
 
     await b.db(table).insert({ title: 'from B', owner_id: 1 })
     await a.db(table).insert({ title: 'from A', owner_id: 1 })
@@ -152,23 +162,23 @@ t.test('scale-out over Redis', { skip }, async (t) => {
     t.teardown(async () => { onB.close() })
     await onB.subscribe({ id: 'x', model: table, action: 'list' })
     await onB.subscribe({ id: 'y', model: table, action: 'list', query_params: { done: true } })
-    t.equal(await subscriberCount(admin, channel), 2, 'one subscription per node, not per subscriber')
+    t.equal(await admin.subscriberCount(channel), 2, 'one subscription per node, not per subscriber')
     await onB.ask({ type: 'unsubscribe', id: 'x' })
-    t.equal(await subscriberCount(admin, channel), 2, 'still followed by y')
+    t.equal(await admin.subscriberCount(channel), 2, 'still followed by y')
     await onB.ask({ type: 'unsubscribe', id: 'y' })
-    await eventually(async () => await subscriberCount(admin, channel) === 1)
+    await eventually(async () => await admin.subscriberCount(channel) === 1)
     onA.close()
-    await eventually(async () => await subscriberCount(admin, channel) === 0)
-    t.equal(await subscriberCount(admin, channel), 0, 'each node releases the channel when its last subscriber leaves')
+    await eventually(async () => await admin.subscriberCount(channel) === 0)
+    t.equal(await admin.subscriberCount(channel), 0, 'each node releases the channel when its last subscriber leaves')
   })
 
   t.test('CLIENT KILL of a subscriber connection mid-stream: every event or a resync, then live again', async (t) => {
-    let namesOfA = new Set<string>()
-    const { a, b, table, prefix } = await cluster(t, async (prefix) => {
-      namesOfA = new Set((await clients(admin, `${prefix}:`)).map((c) => c.name))
+    // the node ids in the connection names (`<prefix>:<nodeId>:pub|sub`) of node A, seen before B starts
+    const nodeIdIn = (name: string, prefix: string): string | undefined => name.slice(name.indexOf(`${prefix}:`) + prefix.length + 1).split(':')[0]
+    let idsOfA = new Set<string | undefined>()
+    const { a, b, table, prefix } = await cluster(t, target, async (prefix) => {
+      idsOfA = new Set((await admin.clients(`${prefix}:`)).map((c) => nodeIdIn(c.name, prefix)))
     })
-    const subOfB = (await clients(admin, `${prefix}:`)).filter((c) => c.name.endsWith(':sub') && !namesOfA.has(c.name))
-    t.equal(subOfB.length, 1, "node B's subscriber connection, found by its name")
 
     const watches: Watch[] = []
     for (const [node, user] of [[a, 1], [b, 1], [b, 2]] as const) {
@@ -177,11 +187,15 @@ t.test('scale-out over Redis', { skip }, async (t) => {
       watches.push(await watch(client, node, user, `all-${watches.length}`, '/tasks'))
       watches.push(await watch(client, node, user, `open-${watches.length}`, '/tasks?done=false'))
     }
+    // on a cluster, the sharded subscriber connection of the master owning the channel's slot (made on the first SSUBSCRIBE)
+    const subOfB = (await admin.clients(`${prefix}:`)).filter((c) => c.name.endsWith(':sub') && !idsOfA.has(nodeIdIn(c.name, prefix)) &&
+      c.name.startsWith('ioredis-cluster(ssubscriber)') === target.sharded)
+    t.equal(subOfB.length, 1, "node B's subscriber connection, found by its name")
     const writes: Array<Promise<unknown>> = []
     for (let i = 0; i < 60; i++) {
       if (i === 30) {
         // what Redis does to a subscriber over its client-output-buffer-limit
-        t.equal(Number(await admin.client('KILL', 'ID', subOfB[0]?.id ?? '')), 1)
+        t.equal(await subOfB[0]?.kill(), 1)
       }
       const owner = 1 + (i % 2)
       writes.push(a.db(table).insert({ title: `t${i}`, owner_id: owner, done: i % 3 === 0 }))
@@ -208,7 +222,7 @@ t.test('scale-out over Redis', { skip }, async (t) => {
 
   for (const seed of seedsFor(t)) {
     t.test(`convergence: hundreds of random writes spread over both nodes (seed ${seed})`, async (t) => {
-      const { a, b, table } = await cluster(t)
+      const { a, b, table } = await cluster(t, target)
       const rand = draws(seed)
       const pick = <T>(items: readonly T[]): T => items[Math.floor(rand() * items.length)] as T
       const users = [1, 2, 3]
@@ -269,6 +283,11 @@ t.test('scale-out over Redis', { skip }, async (t) => {
       t.comment(`stats B ${JSON.stringify(b.app.realtime.stats())}`)
     })
   }
+}
+
+t.test('one Redis, given or unreachable', { skip }, async (t) => {
+  const admin = redisClient()
+  t.teardown(async () => { await admin.quit() })
 
   t.test('an ioredis instance given to the plugin is not closed by it', async (t) => {
     const table = uniqueName('scale')

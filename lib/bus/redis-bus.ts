@@ -17,12 +17,16 @@
  *   back (network, `CLIENT KILL`, client-output-buffer-limit) calls
  *   `listener.gap(models)`: the affected views are re-read and their
  *   subscribers get a `resync` frame, then live broadcasts resume.
+ * - On a Redis Cluster the same with sharded pub/sub: SPUBLISH / SSUBSCRIBE,
+ *   one subscriber connection per master (ioredis' `shardedSubscribers`). ioredis
+ *   replaces a lost one (killed, node down, slots moved: MOVED or an unsolicited
+ *   SUNSUBSCRIBE) and then emits `subscribersReady`; the bus takes that as a
+ *   reconnect: it subscribes its channels again, waits for the answers, resyncs.
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
 import type { Bus, BusListener, ChangeEvent, LocalChangeEvent } from './bus.js'
-import { closeConnection, openRedisConnections, type RedisConnections } from './redis-connections.js'
+import { closeConnection, openRedisConnections, type Connection, type RedisConnections } from './redis-connections.js'
 import { ChannelInterest } from './redis-interest.js'
 import { decodeMessage, InboundSerials, OutboundSerials } from './redis-serial.js'
 
@@ -58,8 +62,10 @@ export class RedisBus implements Bus {
   readonly #prefix: string
   readonly #listener: BusListener
   readonly #log: FastifyBaseLogger
-  readonly #publisher: Redis
-  readonly #subscriber: Redis
+  readonly #publisher: Connection
+  readonly #subscriber: Connection
+  /** A Redis Cluster: sharded pub/sub. */
+  readonly #sharded: boolean
   readonly #ownsPublisher: boolean
   readonly #address: string
   readonly #interest: ChannelInterest
@@ -83,22 +89,37 @@ export class RedisBus implements Bus {
     this.#subscriber = connections.subscriber
     this.#ownsPublisher = connections.ownsPublisher
     this.#address = connections.address
+    this.#sharded = connections.sharded
     this.#pkOf = options.pkOf
     this.#interest = new ChannelInterest({
-      subscribe: (channel) => this.#subscriber.subscribe(channel),
+      subscribe: (channel) => this.#listen([channel]),
       unsubscribe: (channel) => {
         this.#inbound.forget(channel)
         // a failed UNSUBSCRIBE only means hearing a channel nobody here follows, until the next reconnect
-        this.#subscriber.unsubscribe(channel).catch(() => {})
+        const done = this.#sharded ? this.#subscriber.sunsubscribe(channel) : this.#subscriber.unsubscribe(channel)
+        done.catch(() => {})
       }
     })
-    this.#subscriber.on('message', this.#onMessage)
-    this.#subscriber.on('close', this.#onSubscriberClose)
-    this.#subscriber.on('ready', this.#onSubscriberReady)
+    this.#subscriber.on(this.#events.message, this.#onMessage)
+    this.#subscriber.on(this.#events.lost, this.#onSubscriberClose)
+    this.#subscriber.on(this.#events.back, this.#onSubscriberReady)
     this.#subscriber.on('error', this.#onConnectionError)
     this.#publisher.on('ready', this.#onPublisherReady)
     // an instance given to us reports its own errors; ours must not print "Unhandled error event"
     if (this.#ownsPublisher) this.#publisher.on('error', this.#onConnectionError)
+  }
+
+  /** The subscriber's events: a message, a subscription maybe lost, subscriptions restored. */
+  get #events (): { message: string, lost: string, back: string } {
+    return this.#sharded
+      ? { message: 'smessage', lost: '-node', back: 'subscribersReady' }
+      : { message: 'message', lost: 'close', back: 'ready' }
+  }
+
+  /** SUBSCRIBE, or on a cluster one SSUBSCRIBE per channel (ioredis refuses channels of different slots in one). */
+  async #listen (channels: string[]): Promise<unknown> {
+    if (!this.#sharded) return await this.#subscriber.subscribe(...channels)
+    return await Promise.all(channels.map(async (channel) => await this.#subscriber.ssubscribe(channel)))
   }
 
   channelOf (model: string): string {
@@ -138,19 +159,19 @@ export class RedisBus implements Bus {
     this.#closed = true
     this.#publisher.off('ready', this.#onPublisherReady)
     this.#publisher.off('error', this.#onConnectionError)
-    this.#subscriber.off('close', this.#onSubscriberClose)
-    this.#subscriber.off('ready', this.#onSubscriberReady)
+    this.#subscriber.off(this.#events.lost, this.#onSubscriberClose)
+    this.#subscriber.off(this.#events.back, this.#onSubscriberReady)
     await Promise.all([
       closeConnection(this.#subscriber),
       this.#ownsPublisher ? closeConnection(this.#publisher) : undefined
     ])
-    this.#subscriber.off('message', this.#onMessage)
+    this.#subscriber.off(this.#events.message, this.#onMessage)
     this.#subscriber.off('error', this.#onConnectionError)
   }
 
   async #send (channel: string, payload: string): Promise<void> {
     try {
-      await this.#publisher.publish(channel, payload)
+      await (this.#sharded ? this.#publisher.spublish(channel, payload) : this.#publisher.publish(channel, payload))
     } catch (err) {
       this.#outbound.dropped(channel)
       if (!this.#publishFailing) {
@@ -228,9 +249,11 @@ export class RedisBus implements Bus {
 
   /** After a reconnect: listen again to every followed channel, then resync their views. */
   async #resubscribe (): Promise<void> {
+    // a cluster's subscribers can be replaced without this bus hearing of a close first
+    if (this.#sharded) this.#inbound.clear()
     const channels = this.#interest.channels()
     try {
-      if (channels.length > 0) await this.#subscriber.subscribe(...channels)
+      if (channels.length > 0) await this.#listen(channels)
     } catch (err) {
       // dropped again before it was done (the next 'ready' tries again), or refused (an ACL change)
       this.#log.error({ err, redis: this.#address, channels }, 'fastify-rest-live: re-subscribing after a Redis reconnect failed; this node hears no changes until its next reconnect')
