@@ -36,7 +36,7 @@ const domains: Record<string, unknown[]> = {
   big: [null, -1, 0, 1, 2 ** 40],
   at: [null, new Date(0), new Date('2024-01-01T00:00:00.000Z'), new Date('2024-01-01T00:00:00.001Z'), new Date('1999-12-31T23:59:59.999Z')],
   ts: [null, new Date(0), new Date('2024-01-01T00:00:00.000Z'), new Date('2024-01-01T00:00:00.001Z')],
-  day: [null, new Date('2024-01-01T00:00:00.000Z'), new Date('2024-01-02T00:00:00.000Z'), new Date('2024-01-01T12:00:00.000Z')]
+  day: [null, new Date('2024-01-01T00:00:00.000Z'), new Date('2024-01-02T00:00:00.000Z'), new Date('2024-01-01T12:00:00.000Z'), new Date('1969-12-31T00:00:00.000Z'), new Date('1969-12-31T12:00:00.000Z')]
 }
 /** Row values only: PostgreSQL keeps microseconds the driver floors to milliseconds, and int8 beyond 2^53. */
 const storedOnly: Record<Dialect, Record<string, unknown[]>> = {

@@ -358,7 +358,8 @@ function instant (value: unknown, bound: unknown, local: boolean): number | unde
 /** A date (read as local midnight) against a Date binding (PostgreSQL keeps the day it is written with). */
 function calendarDay (value: unknown, bound: unknown): number | undefined {
   if (!plainDate(value) || !plainDate(bound) || !utcAround(value) || !utcAround(bound) || value.getTime() % DAY !== 0) return undefined
-  return value.getTime() - (bound.getTime() - bound.getTime() % DAY)
+  const time = bound.getTime()
+  return value.getTime() - (time - (((time % DAY) + DAY) % DAY)) // the day's midnight, before 1970 too
 }
 
 const tests: Record<string, (order: number) => boolean> = {
