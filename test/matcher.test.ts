@@ -537,6 +537,7 @@ t.test('dates, bigint and numeric in memory', async (t) => {
   t.equal(pg((q) => q.where('big', -1), { big: '-1' }), true)
   t.equal(pg((q) => q.where('big', 1.5), { big: '1' }), undefined, 'a fraction for int8 is refused by the database')
   t.equal(pg((q) => q.where('big', 1), { big: 1 }), undefined, 'not a driver value')
+  t.equal(pg((q) => q.where('big', 1), { big: '1.0' }), undefined, 'not int8 text')
 
   t.equal(pg((q) => q.where('num', 1.5), { num: '1.50' }), true)
   t.equal(pg((q) => q.where('num', '>', 1e-7), { num: '0.00' }), false, 'exponents as node-postgres writes them')

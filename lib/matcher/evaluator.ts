@@ -298,13 +298,15 @@ const comparators: Record<Exclude<CompareMode, undefined>, Comparator> = {
   'text-eq': (value, bound) => typeof value === 'string' && typeof bound === 'string' && !bound.includes('\0') ? (value === bound ? 0 : Number.NaN) : undefined,
   text: (value, bound) => typeof value === 'string' && typeof bound === 'string' ? compareCodePoints(value, bound) : undefined,
   any: (value, bound) => typeof value === 'string' && typeof bound === 'string' ? compareCodePoints(value, bound) : numeric(value, bound),
-  bigint: (value, bound) => typeof value === 'string' && Number.isSafeInteger(bound) ? sign(BigInt(value) - BigInt(bound as number)) : undefined,
+  bigint: (value, bound) => typeof value === 'string' && integerText.test(value) && Number.isSafeInteger(bound) ? sign(BigInt(value) - BigInt(bound as number)) : undefined,
   numeric: (value, bound) => typeof value === 'string' ? compareDecimals(value, bound) : undefined,
   timestamptz: (value, bound) => instant(value, bound, false),
   timestamp: (value, bound) => instant(value, bound, true),
   date: calendarDay
 }
 
+/** int8 as node-postgres returns it; anything else (a row from elsewhere) is not read as a number here. */
+const integerText = /^-?\d+$/
 const sign = (n: bigint): number => n < 0n ? -1 : n > 0n ? 1 : 0
 
 /** A decimal as node-postgres writes a JS number and PostgreSQL writes a numeric: digits and a power of ten. */
