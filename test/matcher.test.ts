@@ -7,8 +7,8 @@ import Fastify from 'fastify'
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
 import restLive from '../lib/index.js'
-import { compareCodePoints, compileQueryset, compileWith } from '../lib/matcher/evaluator.js'
-import { TableSchemas, dialectOf, sqliteAffinity } from '../lib/matcher/schema.js'
+import { compareCodePoints, compileQueryset, compileWith, likeMatch } from '../lib/matcher/evaluator.js'
+import { TableSchemas, dialectOf, sqliteAffinity, type ColumnInfo, type CompareMode, type Dialect as SchemaDialect } from '../lib/matcher/schema.js'
 import { ViewIndex } from '../lib/matcher/view-index.js'
 import type { RealtimeRoute } from '../lib/registry/route-registry.js'
 import type { ChangedRow } from '../lib/subscriptions/model-queue.js'
@@ -128,8 +128,9 @@ t.test('querysets the evaluator cannot reproduce: one database check per change 
   await db(owners).insert([{ id: 1, name: 'ann' }, { id: 2, name: 'bob' }])
   const app = Fastify()
   await app.register(restLive, { knex: db })
-  app.get('/like', { config: { realtime: { model: table, queryset: () => db(table).whereLike('title', 'a%') } } }, async () => [])
-  app.get('/like/:id', { config: { realtime: { model: table, queryset: () => db(table).whereLike('title', 'a%') } } }, async () => ({}))
+  // raw SQL: the evaluator does not read it (a `like` is decided in memory now)
+  app.get('/like', { config: { realtime: { model: table, queryset: () => db(table).whereRaw("title like 'a%'") } } }, async () => [])
+  app.get('/like/:id', { config: { realtime: { model: table, queryset: () => db(table).whereRaw("title like 'a%'") } } }, async () => ({}))
   app.get('/join', {
     config: {
       realtime: {
@@ -203,15 +204,12 @@ t.test('what compiles and what does not', async (t) => {
   t.teardown(async () => { await db.destroy() })
   const compiles = async (builder: Knex.QueryBuilder): Promise<boolean> => await compileQueryset(builder, table, 'id', schemas) !== undefined
   const rejected: Array<[string, Knex.QueryBuilder]> = [
-    ['like', db(table).where('title', 'like', 'a%')],
-    ['whereLike', db(table).whereLike('title', 'a%')],
     ['raw', db(table).whereRaw('1 = 1')],
     ['raw value', db(table).where('id', db.raw('1'))],
     ['subquery', db(table).whereIn('id', db(table).select('id'))],
     ['multi-column in', db(table).whereIn(['id', 'owner_id'], [[1, 1]])],
     ['exists', db(table).whereExists(db(table).select('id'))],
     ['column comparison', (db(table) as unknown as { whereColumn: (a: string, op: string, b: string) => Knex.QueryBuilder }).whereColumn('id', '=', 'owner_id')],
-    ['date binding', db(table).where('title', new Date())],
     ['limit', db(table).limit(10)],
     ['first', db(table).first()],
     ['distinct', db(table).distinct('owner_id')],
@@ -224,7 +222,9 @@ t.test('what compiles and what does not', async (t) => {
     ['foreign qualifier', db(table).where('other.id', 1)],
     ['deep qualifier', db(table).where(`main.${table}.id`, 1)],
     ['callback with a join', db(table).where((q) => { void q.join('other', 'a', 'b') })],
-    ['constant comparison', db(table).where(db.raw('1') as unknown as string, 1)]
+    ['constant comparison', db(table).where(db.raw('1') as unknown as string, 1)],
+    ['like a raw', db(table).whereLike('title', db.raw('?', ['a%']) as unknown as string)],
+    ['similar to', db(table).where('title', 'similar to', 'a%')]
   ]
   for (const [name, builder] of rejected) t.equal(await compiles(builder), false, name)
   t.equal(await compiles(db(table).where(1 as unknown as string, '<', 2)), false, 'a constant other than knex\'s empty in')
@@ -234,7 +234,10 @@ t.test('what compiles and what does not', async (t) => {
     [`${table}.*`, db(table).select(`${table}.*`).orderBy('id')],
     ['alias', db(`${table} as x`).where('x.id', 1)],
     ['empty in', db(table).whereIn('id', []).orWhereNotIn('id', [])],
-    ['empty group', db(table).where(() => {}).where('id', 1)]
+    ['empty group', db(table).where(() => {}).where('id', 1)],
+    ['like', db(table).where('title', 'like', 'a%')],
+    ['whereLike', db(table).whereLike('title', 'a%')],
+    ['date binding', db(table).where('title', new Date())]
   ]
   for (const [name, builder] of accepted) t.equal(await compiles(builder), true, name)
 
@@ -339,7 +342,15 @@ t.test('PostgreSQL schema details', { skip: !dialects.includes('postgres') }, as
   t.equal((await compileQueryset(db(spans), spans, 'id', schemas))?.full(span as Row), false, 'intervals are objects node-postgres builds: the evaluator does not vouch for them')
   t.equal(all.full({ ...row, big: 1 }), false, 'bigint comes as a string')
   t.equal((await compile((q) => q.where('c', 'a'))).test(row as Row), undefined, 'an explicit collation is left to the database')
-  t.equal((await compile((q) => q.where('big', 1))).test(row as Row), undefined)
+  t.equal((await compile((q) => q.where('big', 1))).test(row as Row), true, 'bigint (text from the driver) against an integer')
+  t.equal((await compile((q) => q.where('big', '1'))).test(row as Row), undefined, 'a string for a bigint is converted by the database')
+  t.equal((await compile((q) => q.where('price', 1.5))).test(row as Row), true, 'numeric against a number: exact decimals')
+  t.equal((await compile((q) => q.where('at', new Date(0)))).test(row as Row), undefined, 'the driver keeps milliseconds of microseconds: equality is left to the database')
+  t.equal((await compile((q) => q.where('at', '>=', new Date(0)))).test(row as Row), true, 'but not the order')
+  t.equal((await compile((q) => q.whereLike('name', 'N'))).test(row as Row), false, 'like is case-sensitive')
+  t.equal((await compile((q) => q.whereILike('name', 'N'))).test(row as Row), undefined, 'ilike folds case by the locale: left to the database')
+  t.equal((await compile((q) => q.whereLike('c', 'a'))).test(row as Row), undefined, 'like under an explicit collation: left to the database')
+  t.equal((await compile((q) => q.where('big', 1))).index, undefined, 'bigint values have no single canonical form: not indexed')
   t.equal((await compile((q) => q.where('price', '1.50'))).test(row as Row), undefined, 'numeric is compared by the database')
   t.equal((await compile((q) => q.whereNotNull('at'))).test(row as Row), true, 'any column can be tested for null')
   t.equal((await compile((q) => q.where('name', '<', 'z'))).test(row as Row), undefined, 'text order follows the locale')
@@ -407,4 +418,137 @@ t.test('each registration reads table schemas itself: a migration between two ap
   await db.schema.alterTable(table, (columns) => { columns.string('note').nullable() })
   // a schema cached process-wide would still say four columns: the row (five) would not be whole, and go to the database
   t.equal(await subscribeAndWrite('after'), 0, 'the second app knows the new column and matches in memory too')
+})
+
+/** A table schema as `schemas.of` reads it, built by hand: each dialect's rules, tested without its server. */
+function schemaOf (dialect: SchemaDialect, modes: Record<string, CompareMode>): { dialect: SchemaDialect, table: string, columns: Map<string, ColumnInfo> } {
+  const columns = new Map<string, ColumnInfo>()
+  for (const [name, compare] of Object.entries(modes)) columns.set(name, { name, compare, accepts: () => true })
+  return { dialect, table: 'x', columns }
+}
+
+/** The evaluator's answer for one row: true, false (false or NULL), undefined (left to the database). */
+function decide (dialect: SchemaDialect, modes: Record<string, CompareMode>, build: (q: Knex.QueryBuilder) => void, row: Row): boolean | undefined {
+  const db = sqlite()
+  const builder = db('x')
+  build(builder)
+  const matcher = compileWith(builder, schemaOf(dialect, modes), new Set(['x']), 'id')
+  void db.destroy()
+  if (matcher === undefined) throw new Error('did not compile')
+  return matcher.test(row)
+}
+
+t.test('like: the database\'s own rules, or the database', async (t) => {
+  const lite = (build: (q: Knex.QueryBuilder) => void, value: unknown): boolean | undefined => decide('sqlite', { s: 'text', n: 'number' }, build, { s: value, n: 1 })
+  t.equal(lite((q) => q.whereLike('s', 'a%'), 'apple'), true)
+  t.equal(lite((q) => q.whereLike('s', 'a%'), 'Apple'), true, 'SQLite folds ASCII letters')
+  t.equal(lite((q) => q.whereLike('s', 'é'), 'É'), false, 'and only those')
+  t.equal(lite((q) => q.whereLike('s', '_'), '😀'), true, '_ is one character, not one UTF-16 unit')
+  t.equal(lite((q) => q.whereLike('s', '_'), 'ab'), false)
+  t.equal(lite((q) => q.whereLike('s', 'a\\%'), 'a\\b'), true, 'SQLite has no escape character unless asked')
+  t.equal(lite((q) => q.whereLike('s', '50%'), '50%'), true, '% matches itself as a wildcard')
+  t.equal(lite((q) => q.where('s', 'not like', 'a%'), 'b'), true)
+  t.equal(lite((q) => q.whereLike('s', 'x%').orWhereLike('s', '%b'), 'ab'), true, 'or groups of patterns')
+  t.equal(lite((q) => q.whereIn('s', ['x', 'ab']), 'ab'), true)
+  t.equal(lite((q) => q.whereNotIn('s', ['x', null]), 'ab'), false, 'not in a list with NULL is never true')
+  t.equal(lite((q) => q.whereIn('s', ['x', null]).orWhereLike('s', 'a%'), 'ab'), true)
+  t.equal(lite((q) => q.whereNot('s', 'like', 'a%'), null), false, 'NULL like anything is NULL')
+  t.equal(lite((q) => q.whereNot('s', 'like', null as unknown as string), 'a'), false, 'like NULL is NULL')
+  t.equal(lite((q) => q.whereLike('s', 'a%'), null), false)
+  t.equal(lite((q) => q.whereLike('s', 1 as unknown as string), '1'), undefined, 'a number pattern is converted by the database')
+  t.equal(lite((q) => q.whereLike('s', 'a\0'), 'a'), undefined, 'SQLite stops a pattern at NUL')
+  t.equal(lite((q) => q.whereLike('s', 'a%'), 'a\0b'), undefined, 'and a value')
+  t.equal(lite((q) => q.whereLike('s', '\uD800'), 'a'), undefined, 'a lone surrogate reaches the database as U+FFFD')
+  t.equal(lite((q) => q.whereLike('s', 'a%'), 1), undefined, 'a number in a TEXT column')
+  t.equal(lite((q) => q.whereLike('n', '1%'), 'x'), undefined, 'like on a number column converts it')
+  t.equal(lite((q) => q.whereLike('s', 'a'.repeat(50_001)), 'a'), undefined, 'a pattern SQLite refuses as too long')
+  t.equal(lite((q) => q.whereILike('s', 'a%'), 'a'), undefined, 'ilike: knex versions send different SQL to SQLite')
+  t.equal(lite((q) => q.where('s', 'ilike', 'a%'), 'a'), undefined)
+
+  const pg = (build: (q: Knex.QueryBuilder) => void, value: unknown): boolean | undefined => decide('postgresql', { s: 'text-eq', i: 'integer' }, build, { s: value, i: 1 })
+  t.equal(pg((q) => q.whereLike('s', 'a%'), 'apple'), true)
+  t.equal(pg((q) => q.whereLike('s', 'a%'), 'Apple'), false, 'PostgreSQL like is case-sensitive')
+  t.equal(pg((q) => q.whereLike('s', 'a_c'), 'aéc'), true)
+  t.equal(pg((q) => q.whereLike('s', 'a\\%'), 'a%'), undefined, 'a backslash escapes in PostgreSQL: left to the database')
+  t.equal(pg((q) => q.whereILike('s', 'a%'), 'A'), undefined, 'ilike follows the locale')
+  t.equal(pg((q) => q.where('s', 'not ilike', 'a%'), 'A'), undefined)
+  t.equal(pg((q) => q.whereLike('i', '1'), 1), undefined, 'like on an integer column')
+  t.equal(pg((q) => q.whereILike('s', 'a%'), null), false, 'NULL is NULL however it is compared')
+
+  const raw = { client: sqlite().client, _method: 'select', _single: { table: 'x' }, _statements: [{ grouping: 'where', type: 'whereLike', column: 's', value: 't', bool: 'and', asColumn: true }] }
+  t.equal(compileWith(raw as unknown as Knex.QueryBuilder, schemaOf('sqlite', { s: 'text', t: 'text' }), new Set(['x']), 'id'), undefined, 'a column on the right is not compiled')
+  void (raw.client as { destroy: () => Promise<void> }).destroy()
+
+  t.equal(likeMatch([], []), true)
+  t.equal(likeMatch([], ['%']), true)
+  t.equal(likeMatch(['a'], []), false)
+  t.equal(likeMatch([...'aab'], [...'%ab']), true, 'backtracks to the last %')
+  t.equal(likeMatch([...'abcbc'], [...'%b%c']), true)
+  t.equal(likeMatch([...'ab'], [...'a%c']), false)
+  t.equal(likeMatch([...'a'.repeat(5000)], [...'%a%a%a%a%b']), false, 'a pathological pattern stays polynomial')
+})
+
+t.test('dates, bigint and numeric in memory', async (t) => {
+  const modes: Record<string, CompareMode> = { tz: 'timestamptz', ts: 'timestamp', day: 'date', big: 'bigint', num: 'numeric', n: 'number' }
+  const pg = (build: (q: Knex.QueryBuilder) => void, row: Row): boolean | undefined => decide('postgresql', modes, build, row)
+  const at = new Date('2024-01-01T00:00:00.000Z')
+  const later = new Date('2024-01-01T00:00:00.001Z')
+  // a row's timestamp is floored to milliseconds by the driver: equal milliseconds may hide microseconds above
+  const ops: Array<[string, boolean | undefined]> = [['=', undefined], ['<>', undefined], ['<', false], ['<=', undefined], ['>', undefined], ['>=', true]]
+  for (const [op, answer] of ops) t.equal(pg((q) => q.where('tz', op, at), { tz: at }), answer, `timestamptz ${op} at equal milliseconds`)
+  t.equal(pg((q) => q.where('tz', '<', later), { tz: at }), true)
+  t.equal(pg((q) => q.where('tz', '=', later), { tz: at }), false)
+  t.equal(pg((q) => q.where('tz', '>', at), { tz: later }), true)
+  t.equal(pg((q) => q.whereBetween('tz', [at, later]), { tz: at }), true, 'between: >= and <= the next millisecond')
+  t.equal(pg((q) => q.where('tz', '<', '2024-01-02'), { tz: at }), undefined, 'a string is read with the session\'s settings')
+  t.equal(pg((q) => q.where('tz', '<', new Date('+010000-01-01T00:00:00Z')), { tz: at }), undefined, 'years PostgreSQL and the driver may write differently')
+  t.equal(pg((q) => q.where('tz', '<', later), { tz: new Date(Number.NaN) }), undefined, 'not a date')
+  t.equal(pg((q) => q.where('tz', '<', later), { tz: null }), false)
+  t.equal(pg((q) => q.where('n', later), { n: later.getTime() }), undefined, 'a Date for another type')
+
+  t.equal(pg((q) => q.where('ts', '>=', at), { ts: at }), true, 'timestamp without time zone, process in UTC')
+  t.equal(pg((q) => q.where('day', at), { day: at }), true)
+  t.equal(pg((q) => q.where('day', new Date('2024-01-01T23:59:59.999Z')), { day: at }), true, 'a Date binding is its day')
+  t.equal(pg((q) => q.where('day', '<', new Date('1969-12-31T12:00:00.000Z')), { day: new Date('1969-12-31T00:00:00.000Z') }), false, 'before 1970 too')
+  t.equal(pg((q) => q.where('day', '<', later), { day: later }), undefined, 'a date value that is not a midnight')
+  t.equal(pg((q) => q.where('day', '<', '2024-01-02'), { day: at }), undefined)
+  const zone = process.env.TZ
+  t.teardown(() => {
+    if (zone === undefined) delete process.env.TZ
+    else process.env.TZ = zone
+  })
+  // node-postgres reads and writes these types in local time: only UTC, away from an offset change, is provably the same instant
+  process.env.TZ = 'America/New_York'
+  t.equal(pg((q) => q.where('ts', '>=', at), { ts: at }), undefined, 'timestamp, local time not UTC')
+  t.equal(pg((q) => q.where('day', at), { day: at }), undefined)
+  t.equal(pg((q) => q.where('tz', '>=', at), { tz: at }), true, 'timestamptz carries its offset')
+  process.env.TZ = 'Europe/London'
+  const january = new Date('2024-01-15T12:00:00.000Z')
+  t.equal(pg((q) => q.where('ts', '>=', january), { ts: january }), true, 'London in winter is UTC')
+  const beforeSpring = new Date('2024-03-30T12:00:00.000Z')
+  t.equal(pg((q) => q.where('ts', '>=', january), { ts: beforeSpring }), undefined, 'a day before summer time')
+  const afterAutumn = new Date('2024-10-27T12:00:00.000Z')
+  t.equal(pg((q) => q.where('ts', '>=', january), { ts: afterAutumn }), undefined, 'a day after it')
+  t.equal(pg((q) => q.where('ts', '<', beforeSpring), { ts: january }), undefined, 'the binding too')
+  process.env.TZ = 'UTC'
+
+  t.equal(pg((q) => q.where('big', '<', 9007199254740991), { big: '9007199254740992' }), false, 'int8 at 2^53, exactly')
+  t.equal(pg((q) => q.where('big', '>', 9007199254740991), { big: '9007199254740993' }), true, 'int8 beyond 2^53, exactly')
+  t.equal(pg((q) => q.where('big', -1), { big: '-1' }), true)
+  t.equal(pg((q) => q.where('big', 1.5), { big: '1' }), undefined, 'a fraction for int8 is refused by the database')
+  t.equal(pg((q) => q.where('big', 1), { big: 1 }), undefined, 'not a driver value')
+  t.equal(pg((q) => q.where('big', 1), { big: '1.0' }), undefined, 'not int8 text')
+
+  t.equal(pg((q) => q.where('num', 1.5), { num: '1.50' }), true)
+  t.equal(pg((q) => q.where('num', '>', 1e-7), { num: '0.00' }), false, 'exponents as node-postgres writes them')
+  t.equal(pg((q) => q.where('num', '<', 1e21), { num: '999999999999999999999' }), true)
+  t.equal(pg((q) => q.where('num', '<', 0.1), { num: '0.1' }), false, 'the decimal a number prints as, not its binary value')
+  t.equal(pg((q) => q.where('num', '<', 1), { num: 'NaN' }), undefined, 'NaN orders above everything in PostgreSQL')
+  t.equal(pg((q) => q.where('num', '<', Number.POSITIVE_INFINITY), { num: '1' }), undefined)
+  t.equal(pg((q) => q.where('num', '<', '1'), { num: '0' }), undefined, 'a string is parsed by the database')
+  t.equal(pg((q) => q.where('num', '<', 1), { num: 0 }), undefined, 'not a driver value')
+
+  const lite = (build: (q: Knex.QueryBuilder) => void, row: Row): boolean | undefined => decide('sqlite', { at: 'number' }, build, row)
+  t.equal(lite((q) => q.where('at', '<', later), { at: at.getTime() }), true, 'SQLite gets a Date as its milliseconds')
+  t.equal(lite((q) => q.where('at', '<', later), { at: '2024-01-01' }), undefined, 'a date stored as text')
 })

@@ -4,13 +4,16 @@
  *
  * Only what can be proved equivalent is compiled: a single-table `select *`
  * whose where clauses are `=`, `<>`, `<`, `<=`, `>`, `>=`, `in`, `not in`,
- * `between`, `is null`, `is not null`, `not` and and/or groups of those, with
- * plain values. Anything else (joins, raw SQL, `like`, subqueries, limit,
- * distinct, a select list…) compiles to `undefined`: the view asks the database.
+ * `between`, `is null`, `is not null`, `like`, `ilike`, `not` and and/or groups
+ * of those, with plain values (strings, numbers, booleans, null, Dates).
+ * Anything else (joins, raw SQL, subqueries, limit, distinct, a select list…)
+ * compiles to `undefined`: the view asks the database.
  *
  * Evaluation follows SQL's three-valued logic, plus a fourth value for "cannot
  * tell" (a comparison whose dialect semantics the evaluator does not reproduce
- * for these operands): a row the predicate cannot decide goes to the database.
+ * for these operands: `ilike` in PostgreSQL, a pattern with backslashes, a
+ * string for a date…): a row the predicate cannot decide goes to the database.
+ * docs/benchmarks.md ("What simple filters means") lists what is decided where.
  */
 import type { Knex } from 'knex'
 import { builderTableRef } from '../capture/table-names.js'
@@ -177,6 +180,13 @@ function compileStatement (statement: BuilderStatement, ctx: Context): Compiled 
       compiled = { node: (row) => row[column.name] === null ? TRUE : FALSE, equalities: [] }
       break
     }
+    case 'whereLike':
+    case 'whereILike': {
+      const column = columnOf(statement.column, ctx)
+      if (statement.asColumn === true) throw new Unsupported()
+      compiled = { node: like(column, statement.type === 'whereILike', binding(statement.value, ctx), ctx.dialect), equalities: [] }
+      break
+    }
     case 'whereBetween': {
       const column = columnOf(statement.column, ctx)
       const [low, high] = statement.value as unknown[] // knex insists on two values
@@ -190,10 +200,23 @@ function compileStatement (statement: BuilderStatement, ctx: Context): Compiled 
 }
 
 const operators = new Set(['=', '<>', '!=', '<', '<=', '>', '>='])
+/** Pattern operators knex passes through as written: whether each ignores case, and is negated. */
+const patterns: Record<string, { insensitive: boolean, negated: boolean }> = {
+  like: { insensitive: false, negated: false },
+  ilike: { insensitive: true, negated: false },
+  'not like': { insensitive: false, negated: true },
+  'not ilike': { insensitive: true, negated: true }
+}
 
 function basic (statement: BuilderStatement, ctx: Context): Compiled {
   const operator = statement.operator
-  if (statement.asColumn === true || typeof operator !== 'string' || !operators.has(operator)) throw new Unsupported()
+  if (statement.asColumn === true || typeof operator !== 'string') throw new Unsupported()
+  const pattern = patterns[operator]
+  if (pattern !== undefined) {
+    const node = like(columnOf(statement.column, ctx), pattern.insensitive, binding(statement.value, ctx), ctx.dialect)
+    return { node: pattern.negated ? not(node) : node, equalities: [] }
+  }
+  if (!operators.has(operator)) throw new Unsupported()
   const value = binding(statement.value, ctx)
   if (typeof statement.column === 'number' && operator === '=' && typeof value === 'number') {
     // whereIn(col, []) compiles to `1 = 0`, whereNotIn(col, []) to `1 = 1`
@@ -228,11 +251,20 @@ function columnOf (column: unknown, ctx: Context): ColumnInfo {
 function binding (value: unknown, ctx: Context): unknown {
   if (value === null || typeof value === 'string' || typeof value === 'number') return value
   if (typeof value === 'boolean') return ctx.dialect === 'sqlite' ? Number(value) : value // knex binds SQLite booleans as 1/0
+  // knex binds a Date to SQLite as its milliseconds; node-postgres sends it as text with its offset
+  if (value instanceof Date) return ctx.dialect === 'sqlite' ? value.valueOf() : value
   throw new Unsupported()
 }
 
-/** Compares a row value with a binding as the column's database would: <0, 0, >0, or undefined (cannot tell). */
+/**
+ * Compares a row value with a binding as the column's database would: <0, 0,
+ * >0, or undefined (cannot tell); NaN for "different, order unknown" and
+ * AT_LEAST for "equal or just above" (a timestamp the driver truncated).
+ */
 type Comparator = (value: unknown, bound: unknown) => number | undefined
+
+/** The row value is the binding or above it by less than the driver's precision: only `<` and `>=` are decided. */
+const AT_LEAST = 0.5
 
 const MAX_EXACT = 2 ** 53
 const exactNumber = (value: unknown): value is number => typeof value === 'number' && !Number.isNaN(value) && !(Number.isInteger(value) && Math.abs(value) >= MAX_EXACT)
@@ -265,7 +297,71 @@ const comparators: Record<Exclude<CompareMode, undefined>, Comparator> = {
   boolean: (value, bound) => typeof value === 'boolean' && typeof bound === 'boolean' ? Number(value) - Number(bound) : undefined,
   'text-eq': (value, bound) => typeof value === 'string' && typeof bound === 'string' && !bound.includes('\0') ? (value === bound ? 0 : Number.NaN) : undefined,
   text: (value, bound) => typeof value === 'string' && typeof bound === 'string' ? compareCodePoints(value, bound) : undefined,
-  any: (value, bound) => typeof value === 'string' && typeof bound === 'string' ? compareCodePoints(value, bound) : numeric(value, bound)
+  any: (value, bound) => typeof value === 'string' && typeof bound === 'string' ? compareCodePoints(value, bound) : numeric(value, bound),
+  bigint: (value, bound) => typeof value === 'string' && integerText.test(value) && Number.isSafeInteger(bound) ? sign(BigInt(value) - BigInt(bound as number)) : undefined,
+  numeric: (value, bound) => typeof value === 'string' ? compareDecimals(value, bound) : undefined,
+  timestamptz: (value, bound) => instant(value, bound, false),
+  timestamp: (value, bound) => instant(value, bound, true),
+  date: calendarDay
+}
+
+/** int8 as node-postgres returns it; anything else (a row from elsewhere) is not read as a number here. */
+const integerText = /^-?\d+$/
+const sign = (n: bigint): number => n < 0n ? -1 : n > 0n ? 1 : 0
+
+/** A decimal as node-postgres writes a JS number and PostgreSQL writes a numeric: digits and a power of ten. */
+function decimal (text: string): { digits: bigint, exponent: number } | undefined {
+  const match = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]?\d+))?$/.exec(text)
+  if (match === null) return undefined // NaN, Infinity: PostgreSQL orders them its own way
+  const fraction = match[3] ?? ''
+  const digits = BigInt(`${match[1] as string}${match[2] as string}${fraction}`)
+  return { digits, exponent: Number(match[4] ?? 0) - fraction.length }
+}
+
+/** A numeric column's text against a number binding (sent as `String(n)`, read exactly by PostgreSQL). */
+function compareDecimals (value: string, bound: unknown): number | undefined {
+  if (typeof bound !== 'number' || !Number.isFinite(bound)) return undefined
+  const a = decimal(value)
+  const b = decimal(String(bound)) as { digits: bigint, exponent: number } // a finite number always reads
+  if (a === undefined) return undefined
+  const shift = a.exponent - b.exponent
+  return shift >= 0
+    ? sign(a.digits * 10n ** BigInt(shift) - b.digits)
+    : sign(a.digits - b.digits * 10n ** BigInt(-shift))
+}
+
+const DAY = 86_400_000
+/** 0001-01-02 to 9999-12-30 UTC: years node-postgres and PostgreSQL both write plainly, whatever the offset. */
+const EARLIEST = -62_135_510_400_000
+const LATEST = 253_402_041_600_000
+const plainDate = (value: unknown): value is Date => value instanceof Date && value.getTime() >= EARLIEST && value.getTime() <= LATEST
+
+/**
+ * Whether the process's local time is UTC around this instant (a day either
+ * side, so no offset change is near): node-postgres reads `timestamp` and
+ * `date` values as local time and sends Dates as local time, PostgreSQL drops
+ * the offset for those types; only without an offset are both the same instant.
+ */
+const utcAround = (date: Date): boolean =>
+  date.getTimezoneOffset() === 0 && new Date(date.getTime() - DAY).getTimezoneOffset() === 0 && new Date(date.getTime() + DAY).getTimezoneOffset() === 0
+
+/**
+ * A timestamp against a Date binding. The driver keeps milliseconds of
+ * PostgreSQL's microseconds, flooring (postgres-date): the stored value is in
+ * [row, row + 1 ms), and the binding is whole milliseconds.
+ */
+function instant (value: unknown, bound: unknown, local: boolean): number | undefined {
+  if (!plainDate(value) || !plainDate(bound)) return undefined
+  if (local && (!utcAround(value) || !utcAround(bound))) return undefined
+  const difference = value.getTime() - bound.getTime()
+  return difference === 0 ? AT_LEAST : difference
+}
+
+/** A date (read as local midnight) against a Date binding (PostgreSQL keeps the day it is written with). */
+function calendarDay (value: unknown, bound: unknown): number | undefined {
+  if (!plainDate(value) || !plainDate(bound) || !utcAround(value) || !utcAround(bound) || value.getTime() % DAY !== 0) return undefined
+  const time = bound.getTime()
+  return value.getTime() - (time - (((time % DAY) + DAY) % DAY)) // the day's midnight, before 1970 too
 }
 
 const tests: Record<string, (order: number) => boolean> = {
@@ -286,14 +382,82 @@ function comparison (column: ColumnInfo, operator: string, bound: unknown): Node
     return (row) => row[column.name] === null ? UNKNOWN : UNDECIDED
   }
   const test = tests[operator] as (order: number) => boolean
+  const atLeast = operator === '<' ? FALSE : operator === '>=' ? TRUE : UNDECIDED
   const name = column.name
   return (row) => {
     const value = row[name]
     if (value === null) return UNKNOWN
     const order = compare(value, bound)
     if (order === undefined) return UNDECIDED
+    if (order === AT_LEAST) return atLeast
     return test(order) ? TRUE : FALSE
   }
+}
+
+/** SQLite refuses LIKE patterns longer than this many bytes (SQLITE_MAX_LIKE_PATTERN_LENGTH's default). */
+const SQLITE_MAX_PATTERN = 50_000
+
+/**
+ * `column like pattern`, where the evaluator reproduces the database's rules:
+ * - SQLite (TEXT affinity, BINARY collation): no escape character, `_` is one
+ *   character, case folded for ASCII letters only (the default
+ *   `case_sensitive_like = OFF`); `ilike` is left to the database (knex 3.0
+ *   sends it as is, which SQLite refuses; later 3.x send `like`);
+ * - PostgreSQL (text/varchar in the database's collation, which is
+ *   deterministic): characters compared exactly, `\` is the default escape
+ *   character: a pattern with one is left to the database, as is `ilike`,
+ *   whose case folding follows the locale.
+ */
+function like (column: ColumnInfo, insensitive: boolean, bound: unknown, dialect: Dialect): Node {
+  const undecided: Node = (row) => row[column.name] === null ? UNKNOWN : UNDECIDED
+  if (bound === null) return () => UNKNOWN
+  if (typeof bound !== 'string' || bound.includes('\0') || loneSurrogate.test(bound)) return undecided
+  const sqlite = dialect === 'sqlite'
+  if (sqlite ? column.compare !== 'text' || insensitive || Buffer.byteLength(bound) > SQLITE_MAX_PATTERN : column.compare !== 'text-eq' || insensitive || bound.includes('\\')) return undecided
+  const fold = sqlite ? asciiLower : (text: string): string => text
+  const pattern = [...fold(bound)]
+  const name = column.name
+  return (row) => {
+    const value = row[name]
+    if (value === null) return UNKNOWN
+    // SQLite reads text up to a NUL; a number in a TEXT column is converted its own way
+    if (typeof value !== 'string' || value.includes('\0')) return UNDECIDED
+    return likeMatch([...fold(value)], pattern) ? TRUE : FALSE
+  }
+}
+
+/** A lone surrogate reaches the database as U+FFFD: the pattern it would run is not this one. */
+const loneSurrogate = /[\uD800-\uDFFF]/u
+
+const asciiLower = (text: string): string => text.replace(/[A-Z]/g, (letter) => letter.toLowerCase())
+
+/**
+ * `%` (any run) and `_` (one code point) against code points, greedy with one
+ * backtrack point: O(text × pattern) at worst, whatever the pattern (a regular
+ * expression built from a user's pattern could backtrack exponentially).
+ */
+export function likeMatch (text: readonly string[], pattern: readonly string[]): boolean {
+  let t = 0
+  let p = 0
+  let starP = -1
+  let starT = 0
+  while (t < text.length) {
+    const c = pattern[p]
+    if (c === '%') {
+      starP = p++
+      starT = t
+    } else if (c !== undefined && (c === '_' || c === text[t])) {
+      t++
+      p++
+    } else if (starP >= 0) {
+      p = starP + 1
+      t = ++starT
+    } else {
+      return false
+    }
+  }
+  while (pattern[p] === '%') p++
+  return p === pattern.length
 }
 
 function and (nodes: Node[]): Node {
@@ -333,7 +497,9 @@ export function canonical (mode: IndexMode, value: unknown): string | undefined 
   return exactNumber(value) ? `n${value}` : undefined
 }
 
-type IndexMode = Exclude<CompareMode, 'any' | undefined>
+type IndexMode = 'integer' | 'number' | 'boolean' | 'text-eq' | 'text'
+/** Modes whose equal values have one canonical form (not `any`; not the text-valued or truncated PostgreSQL types). */
+const indexModes = new Set<CompareMode>(['integer', 'number', 'boolean', 'text-eq', 'text'])
 
 /**
  * The equality to index the view by: the primary key's if there is one, else
@@ -345,11 +511,11 @@ function indexKey (equalities: Equality[], pk: string): IndexKey | undefined {
   let best: IndexKey | undefined
   for (const { column, values } of equalities) {
     const mode = column.compare
-    if (mode === undefined || mode === 'any') continue
-    const compare = comparators[mode]
+    if (!indexModes.has(mode)) continue
+    const compare = comparators[mode as IndexMode]
     if (values.length === 0 || values.some((value) => compare(value, value) !== 0)) continue
-    const keys = values.map((value) => canonical(mode, value) as string)
-    const key: IndexKey = { column: column.name, values: keys as string[], canon: (value) => canonical(mode, value) }
+    const keys = values.map((value) => canonical(mode as IndexMode, value) as string)
+    const key: IndexKey = { column: column.name, values: keys as string[], canon: (value) => canonical(mode as IndexMode, value) }
     if (column.name === pk) return key
     best ??= key
   }

@@ -21,9 +21,12 @@ export type Dialect = 'postgresql' | 'sqlite'
  *   ordering follows the locale;
  * - `text`: SQLite TEXT affinity, BINARY collation (UTF-8 byte order);
  * - `any`: SQLite BLOB / no affinity: no conversion, same-kind values only;
+ * - `bigint`: PostgreSQL int8 (node-postgres returns the decimal text), integer bindings;
+ * - `numeric`: PostgreSQL numeric (returned as text), compared as exact decimals with number bindings;
+ * - `timestamptz`, `timestamp`, `date`: PostgreSQL's date types (returned as Dates), with Date bindings;
  * - `undefined`: only `is null` / `is not null`.
  */
-export type CompareMode = 'integer' | 'number' | 'boolean' | 'text-eq' | 'text' | 'any' | undefined
+export type CompareMode = 'integer' | 'number' | 'boolean' | 'text-eq' | 'text' | 'any' | 'bigint' | 'numeric' | 'timestamptz' | 'timestamp' | 'date' | undefined
 
 export interface ColumnInfo {
   name: string
@@ -110,7 +113,19 @@ const pgShapes: Record<string, (value: unknown) => boolean> = {
   jsonb: isAnything,
   bytea: isBuffer
 }
-const pgCompare: Record<string, CompareMode> = { int2: 'integer', int4: 'integer', float8: 'number', bool: 'boolean', text: 'text-eq', varchar: 'text-eq' }
+const pgCompare: Record<string, CompareMode> = {
+  int2: 'integer',
+  int4: 'integer',
+  int8: 'bigint',
+  numeric: 'numeric',
+  float8: 'number',
+  bool: 'boolean',
+  text: 'text-eq',
+  varchar: 'text-eq',
+  timestamptz: 'timestamptz',
+  timestamp: 'timestamp',
+  date: 'date'
+}
 /** Types whose values node-postgres returns as something a string check would wrongly accept or reject. */
 const pgOpaque = /^_|^(interval|point|circle|line|lseg|box|path|polygon)$/
 
