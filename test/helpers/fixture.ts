@@ -26,7 +26,7 @@ export interface AppFixtureOptions<Tables> {
   /** Collects the app's log lines (warn and above). */
   logs?: LogLine[]
   /** Runs before the plugin is registered: hooks the upgrade must see, request decorators. */
-  before?: (app: FastifyInstance) => void
+  before?: (app: FastifyInstance, db: Knex, tables: Tables) => void
   /** Options of the plugin (`knex` is the fixture's database). */
   plugin?: Partial<RestLiveOptions>
   /** Declares the routes, after the plugin. */
@@ -68,7 +68,7 @@ export async function appFixture<Tables = undefined> (t: Pick<Test, 'teardown'>,
   const logger = options.logs === undefined ? options.server?.logger ?? false : collectingLogger(options.logs)
   const app = Fastify({ ...options.server, logger })
   opened.app = app
-  options.before?.(app)
+  options.before?.(app, db, tables)
   await app.register(restLive, { knex: db, ...options.plugin })
   await options.routes?.(app, db, tables)
   const url = options.listen === true ? await app.listen({ port: 0, host: '127.0.0.1' }) : undefined
