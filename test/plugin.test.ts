@@ -12,7 +12,7 @@ import { WebSocket } from 'ws'
 import restLive, { type RestLiveOptions } from '../lib/index.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
-import { appFixture, tasksFixture } from './helpers/fixture.js'
+import { appFixture, tasksFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 import { eventually } from './helpers/eventually.js'
 
@@ -24,13 +24,6 @@ async function database (t: Teardown): Promise<{ db: Knex, table: string }> {
   await createTasksTable(db, table)
   t.teardown(async () => { await db.destroy() })
   return { db, table }
-}
-
-/** A tasks table, for the apps with routes of their own. */
-async function tasksTable (db: Knex, name: (base: string) => string): Promise<string> {
-  const table = name('tasks')
-  await createTasksTable(db, table)
-  return table
 }
 
 /** A bare app, closed when the test ends. */
@@ -352,7 +345,7 @@ t.test('graceful shutdown', async (t) => {
 
 t.test('app.realtime.list / retrieve', async (t) => {
   const { app, db, tables: table } = await appFixture(t, {
-    tables: tasksTable,
+    tables: tasksTable(),
     routes: (app, db, table) => {
       app.get('/plain', async (request) => await app.realtime.list(request))
       app.get('/plain/:id', async (request) => await app.realtime.retrieve(request))

@@ -4,20 +4,11 @@
  * a `response` frame with the status and the parsed body.
  */
 import { once } from 'node:events'
-import type { Knex } from 'knex'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { createTasksTable } from './helpers/db.js'
-import { appFixture, tasksFixture } from './helpers/fixture.js'
+import { appFixture, tasksFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 import { eventually } from './helpers/eventually.js'
-
-/** A tasks table, for the apps with routes of their own. */
-async function tasksTable (db: Knex, name: (base: string) => string): Promise<string> {
-  const table = name('tasks')
-  await createTasksTable(db, table)
-  return table
-}
 
 t.test('create, update, delete through the socket with its credentials', async (t) => {
   const { db, table, user } = await tasksFixture(t)
@@ -91,7 +82,7 @@ t.test('headers of the request frame cannot be forged beyond the socket credenti
 
 t.test('any route: custom actions, text answers, errors, unknown paths', async (t) => {
   const { app, db, tables: table, connect } = await appFixture(t, {
-    tables: tasksTable,
+    tables: tasksTable(),
     routes: (app, db, table) => {
       app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table).orderBy('id') } } }, async (request) => await app.realtime.list(request))
       app.post('/tasks/:id/complete', async (request, reply) => {
@@ -144,7 +135,7 @@ t.test('a request still runs when its socket closes first', async (t) => {
   const opened = new Promise<void>((resolve) => { open = resolve })
   const waiting = new Promise<void>((resolve) => { reached = resolve })
   const { app, db, tables: table, connect } = await appFixture(t, {
-    tables: tasksTable,
+    tables: tasksTable(),
     routes: (app, db, table) => {
       app.post('/slow', async () => {
         reached()
@@ -170,7 +161,7 @@ t.test('frames that arrive while the server shuts down get a 500, not silence', 
   let client: TestClient | null = null
   // over a real socket: app.injectWS's in-memory stream never finishes a close the server starts
   const { app, url: address } = await appFixture(t, {
-    tables: tasksTable,
+    tables: tasksTable(),
     before: (app, _db, table) => {
       // runs before the plugin's own preClose, which closes the sockets: Fastify already refuses new requests
       app.addHook('preClose', async () => {

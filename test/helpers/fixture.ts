@@ -87,6 +87,15 @@ export async function appFixture<Tables = undefined> (t: Pick<Test, 'teardown'>,
   }
 }
 
+/** The `tables` step for one tasks table (helpers/db.ts) named after `base`. */
+export function tasksTable (base = 'tasks'): (db: Knex, name: (base: string) => string) => Promise<string> {
+  return async (db, name) => {
+    const table = name(base)
+    await createTasksTable(db, table)
+    return table
+  }
+}
+
 export interface Fixture {
   app: FastifyInstance
   db: Knex
