@@ -5,14 +5,12 @@
  * view of an affected child model is re-checked: deleting a project takes its
  * tasks out of every live task list.
  */
-import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
-import restLive from '../lib/index.js'
-import { collectingLogger, type LogLine } from './helpers/app.js'
-import { knex, postgres, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
-import { told } from './helpers/fixture.js'
-import { TestClient } from './helpers/ws-client.js'
+import type { LogLine } from './helpers/app.js'
+import { knex, postgres, postgresAvailable, type Dialect } from './helpers/db.js'
+import { appFixture, told } from './helpers/fixture.js'
 
 const dialects: Dialect[] = ['sqlite']
 if (await postgresAvailable()) dialects.push('postgres')
@@ -30,7 +28,6 @@ function connectWithForeignKeys (dialect: Dialect): Knex {
 }
 
 interface Schema {
-  db: Knex
   projects: string
   tasks: string
 }
@@ -39,10 +36,9 @@ interface Schema {
  * projects(id, code unique, name); tasks(id, title, project_id → projects ON DELETE CASCADE,
  * project_code → projects(code) ON UPDATE CASCADE, reviewer → projects ON DELETE SET NULL)
  */
-async function projectsAndTasks (t: Test, dialect: Dialect): Promise<Schema> {
-  const db = connectWithForeignKeys(dialect)
-  const projects = uniqueName('projects')
-  const tasks = uniqueName('ptasks')
+async function projectsAndTasks (db: Knex, name: (base: string) => string): Promise<Schema> {
+  const projects = name('projects')
+  const tasks = name('ptasks')
   await db.schema.createTable(projects, (table) => {
     table.increments('id').primary()
     table.string('code').notNullable().unique()
@@ -56,12 +52,7 @@ async function projectsAndTasks (t: Test, dialect: Dialect): Promise<Schema> {
     table.string('project_code').references('code').inTable(projects).onUpdate('CASCADE')
     table.integer('reviewer').nullable().references('id').inTable(projects).onDelete('SET NULL')
   })
-  t.teardown(async () => {
-    await db.schema.dropTableIfExists(tasks)
-    await db.schema.dropTableIfExists(projects)
-    await db.destroy()
-  })
-  return { db, projects, tasks }
+  return { projects, tasks }
 }
 
 const TaskRow = {
@@ -70,10 +61,7 @@ const TaskRow = {
 } as const
 
 /** A task list route, filtered by `?code=` (project_code) and `?reviewed=true` (a reviewer is set). */
-async function tasksApp (t: Test, db: Knex, tasks: string, logs?: LogLine[]): Promise<FastifyInstance> {
-  const app = Fastify({ logger: logs === undefined ? false : collectingLogger(logs) })
-  t.teardown(async () => { await app.close() })
-  await app.register(restLive, { knex: db })
+function tasksRoutes (app: FastifyInstance, db: Knex, { tasks }: Schema): void {
   app.get('/tasks', {
     schema: {
       querystring: { type: 'object', properties: { code: { type: 'string' }, reviewed: { type: 'boolean' } }, additionalProperties: false },
@@ -93,8 +81,6 @@ async function tasksApp (t: Test, db: Knex, tasks: string, logs?: LogLine[]): Pr
     },
     handler: async (request) => await app.realtime.list(request)
   })
-  await app.ready()
-  return app
 }
 
 const row = (id: number, title: string, project: number, code: string, reviewer: number | null): Record<string, unknown> =>
@@ -102,16 +88,21 @@ const row = (id: number, title: string, project: number, code: string, reviewer:
 
 for (const dialect of dialects) {
   t.test(`${dialect}: ON DELETE CASCADE, ON UPDATE CASCADE and ON DELETE SET NULL reach live task lists`, async (t) => {
-    const { db, projects, tasks } = await projectsAndTasks(t, dialect)
-    await db(projects).insert([{ code: 'A', name: 'alpha' }, { code: 'B', name: 'beta' }])
-    await db(tasks).insert([
-      { title: 't1', project_id: 1, project_code: 'A', reviewer: 2 },
-      { title: 't2', project_id: 1, project_code: 'A', reviewer: null },
-      { title: 't3', project_id: 2, project_code: 'B', reviewer: 1 }
-    ])
-    const app = await tasksApp(t, db, tasks)
-    const client = await TestClient.connect(app)
-    t.teardown(() => { client.close() })
+    const { app, db, tables: { projects, tasks }, connect } = await appFixture(t, {
+      knex: () => connectWithForeignKeys(dialect),
+      tables: async (db, name) => {
+        const schema = await projectsAndTasks(db, name)
+        await db(schema.projects).insert([{ code: 'A', name: 'alpha' }, { code: 'B', name: 'beta' }])
+        await db(schema.tasks).insert([
+          { title: 't1', project_id: 1, project_code: 'A', reviewer: 2 },
+          { title: 't2', project_id: 1, project_code: 'A', reviewer: null },
+          { title: 't3', project_id: 2, project_code: 'B', reviewer: 1 }
+        ])
+        return schema
+      },
+      routes: tasksRoutes
+    })
+    const client = await connect()
     await client.subscribe({ id: 'all', model: tasks, action: 'list' })
     await client.subscribe({ id: 'A', model: tasks, action: 'list', query_params: { code: 'A' } })
     await client.subscribe({ id: 'reviewed', model: tasks, action: 'list', query_params: { reviewed: true } })
@@ -172,36 +163,33 @@ for (const dialect of dialects) {
   })
 
   t.test(`${dialect}: chains of foreign keys, and a table that references itself`, async (t) => {
-    const db = connectWithForeignKeys(dialect)
-    const projects = uniqueName('chain_p')
-    const tasks = uniqueName('chain_t')
-    const comments = uniqueName('chain_c')
-    await db.schema.createTable(projects, (table) => { table.increments('id').primary() })
-    await db.schema.createTable(tasks, (table) => {
-      table.increments('id').primary()
-      table.integer('project_id').references('id').inTable(projects).onDelete('CASCADE')
+    const { app, db, tables: { projects, comments }, connect } = await appFixture(t, {
+      knex: () => connectWithForeignKeys(dialect),
+      tables: async (db, name) => {
+        const projects = name('chain_p')
+        const tasks = name('chain_t')
+        const comments = name('chain_c')
+        await db.schema.createTable(projects, (table) => { table.increments('id').primary() })
+        await db.schema.createTable(tasks, (table) => {
+          table.increments('id').primary()
+          table.integer('project_id').references('id').inTable(projects).onDelete('CASCADE')
+        })
+        await db.schema.createTable(comments, (table) => {
+          table.increments('id').primary()
+          table.string('title').notNullable()
+          table.integer('task_id').references('id').inTable(tasks).onDelete('CASCADE')
+          table.integer('reply_to').nullable().references('id').inTable(comments).onDelete('CASCADE')
+        })
+        await db(projects).insert([{ id: 1 }, { id: 2 }])
+        await db(tasks).insert([{ project_id: 1 }, { project_id: 2 }])
+        await db(comments).insert([{ title: 'c1', task_id: 1 }, { title: 'c2', task_id: 2 }, { title: 'c3', task_id: 2, reply_to: 2 }, { title: 'c4', task_id: 2, reply_to: 3 }])
+        return { projects, comments }
+      },
+      routes: (app, db, { comments }) => {
+        app.get('/comments', { config: { realtime: { model: comments, queryset: () => db(comments).orderBy('id') } } }, async (request) => await app.realtime.list(request))
+      }
     })
-    await db.schema.createTable(comments, (table) => {
-      table.increments('id').primary()
-      table.string('title').notNullable()
-      table.integer('task_id').references('id').inTable(tasks).onDelete('CASCADE')
-      table.integer('reply_to').nullable().references('id').inTable(comments).onDelete('CASCADE')
-    })
-    t.teardown(async () => {
-      for (const table of [comments, tasks, projects]) await db.schema.dropTableIfExists(table)
-      await db.destroy()
-    })
-    await db(projects).insert([{ id: 1 }, { id: 2 }])
-    await db(tasks).insert([{ project_id: 1 }, { project_id: 2 }])
-    await db(comments).insert([{ title: 'c1', task_id: 1 }, { title: 'c2', task_id: 2 }, { title: 'c3', task_id: 2, reply_to: 2 }, { title: 'c4', task_id: 2, reply_to: 3 }])
-
-    const app = Fastify({ logger: false })
-    t.teardown(async () => { await app.close() })
-    await app.register(restLive, { knex: db })
-    app.get('/comments', { config: { realtime: { model: comments, queryset: () => db(comments).orderBy('id') } } }, async (request) => await app.realtime.list(request))
-    await app.ready()
-    const client = await TestClient.connect(app)
-    t.teardown(() => { client.close() })
+    const client = await connect()
     await client.subscribe({ id: 'c', model: comments, action: 'list' })
 
     // RETURNING reports c2 only; its replies (and theirs) go with it
@@ -220,27 +208,28 @@ for (const dialect of dialects) {
 }
 
 t.test('sqlite: composite keys, implicit references and names in any case', async (t) => {
-  const db = connectWithForeignKeys('sqlite')
-  const pairs = uniqueName('Pairs')
-  const parents = uniqueName('parents')
-  const children = uniqueName('children')
-  await db.raw(`create table ${pairs} (a integer, b integer, primary key (a, b))`)
-  await db.raw(`create table ${parents} (id integer primary key)`)
-  await db.raw(`create table ${children} (id integer primary key, title text not null, a integer, b integer,
-    parent integer references ${parents.toUpperCase()} on delete cascade,
-    plain integer references ${parents} (id),
-    foreign key (a, b) references ${pairs} (a, b) on delete cascade on update cascade)`)
-  t.teardown(async () => { await db.destroy() })
-  await db(pairs).insert([{ a: 1, b: 1 }, { a: 1, b: 2 }])
-  await db(parents).insert([{ id: 1 }, { id: 2 }])
-  await db(children).insert([{ title: 'c1', a: 1, b: 1, parent: 1, plain: 2 }, { title: 'c2', a: 1, b: 2, parent: 2, plain: 2 }])
-  const app = Fastify({ logger: false })
-  t.teardown(async () => { await app.close() })
-  await app.register(restLive, { knex: db })
-  app.get('/children', { config: { realtime: { model: children, queryset: () => db(children).select('id', 'title', 'a', 'b').orderBy('id') } } }, async (request) => await app.realtime.list(request))
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { app, db, tables: { pairs, parents, children }, connect } = await appFixture(t, {
+    knex: () => connectWithForeignKeys('sqlite'),
+    tables: async (db, name) => {
+      const pairs = name('Pairs')
+      const parents = name('parents')
+      const children = name('children')
+      await db.raw(`create table ${pairs} (a integer, b integer, primary key (a, b))`)
+      await db.raw(`create table ${parents} (id integer primary key)`)
+      await db.raw(`create table ${children} (id integer primary key, title text not null, a integer, b integer,
+        parent integer references ${parents.toUpperCase()} on delete cascade,
+        plain integer references ${parents} (id),
+        foreign key (a, b) references ${pairs} (a, b) on delete cascade on update cascade)`)
+      await db(pairs).insert([{ a: 1, b: 1 }, { a: 1, b: 2 }])
+      await db(parents).insert([{ id: 1 }, { id: 2 }])
+      await db(children).insert([{ title: 'c1', a: 1, b: 1, parent: 1, plain: 2 }, { title: 'c2', a: 1, b: 2, parent: 2, plain: 2 }])
+      return { pairs, parents, children }
+    },
+    routes: (app, db, { children }) => {
+      app.get('/children', { config: { realtime: { model: children, queryset: () => db(children).select('id', 'title', 'a', 'b').orderBy('id') } } }, async (request) => await app.realtime.list(request))
+    }
+  })
+  const client = await connect()
   await client.subscribe({ id: 'c', model: children, action: 'list' })
 
   await db(pairs.toLowerCase()).where({ a: 1, b: 2 }).update({ b: 3 }) // ON UPDATE CASCADE over both columns
@@ -254,18 +243,16 @@ t.test('sqlite: composite keys, implicit references and names in any case', asyn
 t.test('foreign keys that cannot be read are reported; startup goes on', async (t) => {
   const logs: LogLine[] = []
   const quiet = (): void => {}
-  const db = knex({
-    client: 'pg',
-    connection: 'postgres://postgres@127.0.0.1:1/none', // nothing listens there
-    pool: { min: 0, max: 1 },
-    acquireConnectionTimeout: 2000,
-    log: { warn: quiet, error: quiet, debug: quiet, deprecate: quiet }
+  await appFixture(t, {
+    knex: () => knex({
+      client: 'pg',
+      connection: 'postgres://postgres@127.0.0.1:1/none', // nothing listens there
+      pool: { min: 0, max: 1 },
+      acquireConnectionTimeout: 2000,
+      log: { warn: quiet, error: quiet, debug: quiet, deprecate: quiet }
+    }),
+    logs,
+    routes: (app) => { app.get('/things', { config: { realtime: { model: 'things' } } }, async () => []) }
   })
-  t.teardown(async () => { await db.destroy() })
-  const app = Fastify({ logger: collectingLogger(logs) })
-  t.teardown(async () => { await app.close() })
-  await app.register(restLive, { knex: db })
-  app.get('/things', { config: { realtime: { model: 'things' } } }, async () => [])
-  await app.ready()
   t.match(logs, [{ level: 50, msg: /reading foreign keys failed; rows that ON DELETE \/ ON UPDATE actions change will not be broadcast until a restart/ }])
 })

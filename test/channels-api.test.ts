@@ -4,9 +4,9 @@
  */
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
-import restLive, { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf, type RestLiveOptions } from '../lib/index.js'
+import { actionOf, allowAny, isAuthenticated, isUser, permission, pkOf, streamOf, type RestLiveOptions } from '../lib/index.js'
 import { ChannelsProtocol, errorsOf, paginate, targetOf } from '../lib/channels/adapter.js'
 import { EventSubscriber } from '../lib/channels/events.js'
 import { isChannelsFrame, validateChannelsFrame } from '../lib/channels/frames.js'
@@ -16,7 +16,7 @@ import { Broadcast, ViewText } from '../lib/subscriptions/outbound.js'
 import type { Subscription } from '../lib/subscriptions/subscription.js'
 import type { ConnectionContext } from '../lib/ws/connection.js'
 import { SocketSubscriptions } from '../lib/ws/socket-subscriptions.js'
-import { sqlite, uniqueName } from './helpers/db.js'
+import { appFixture } from './helpers/fixture.js'
 import { eventually } from './helpers/eventually.js'
 import { TestClient } from './helpers/ws-client.js'
 
@@ -43,29 +43,40 @@ const QuestionSchema = {
   required: ['id', 'question_text', 'published']
 } as const
 
-interface Built { app: FastifyInstance, db: Knex, table: string, notes: string }
+interface Built { app: FastifyInstance, db: Knex, table: string, notes: string, connect: (headers?: Record<string, string>) => Promise<TestClient> }
 
-async function build (plugin: Partial<RestLiveOptions> = {}): Promise<Built> {
-  const db = sqlite()
-  const table = uniqueName('questions')
-  await db.schema.createTable(table, (col) => {
-    col.increments('id').primary()
-    col.string('question_text').notNullable()
-    col.boolean('published').notNullable().defaultTo(false)
+async function build (t: Pick<Test, 'teardown'>, plugin: Partial<RestLiveOptions> = {}): Promise<Built> {
+  const { app, db, tables: { table, notes }, connect } = await appFixture(t, {
+    tables: async (db, name) => {
+      const table = name('questions')
+      await db.schema.createTable(table, (col) => {
+        col.increments('id').primary()
+        col.string('question_text').notNullable()
+        col.boolean('published').notNullable().defaultTo(false)
+      })
+      const notes = name('notes')
+      await db.schema.createTable(notes, (col) => {
+        col.increments('id').primary()
+        col.string('body').notNullable()
+      })
+      return { table, notes }
+    },
+    before: (app) => {
+      app.decorateRequest('user', null)
+      app.addHook('onRequest', async (request) => {
+        // Bearer <id>; ids above 100 are admins
+        const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
+        ;(request as FastifyRequest & { user: User | null }).user = match ? { id: Number(match[1]), admin: Number(match[1]) > 100 } : null
+      })
+    },
+    plugin,
+    routes: questionsRoutes
   })
-  const notes = uniqueName('notes')
-  await db.schema.createTable(notes, (col) => {
-    col.increments('id').primary()
-    col.string('body').notNullable()
-  })
-  const app = Fastify({ logger: false })
-  app.decorateRequest('user', null)
-  app.addHook('onRequest', async (request) => {
-    // Bearer <id>; ids above 100 are admins
-    const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
-    ;(request as FastifyRequest & { user: User | null }).user = match ? { id: Number(match[1]), admin: Number(match[1]) > 100 } : null
-  })
-  await app.register(restLive, { knex: db, ...plugin })
+  return { app, db, table, notes, connect: async (headers) => await connect(headers) }
+}
+
+/** The questions and notes resources and their routes (channels-api's example app). */
+function questionsRoutes (app: FastifyInstance, db: Knex, { table, notes }: { table: string, notes: string }): void {
   app.realtime.resource('questions', { prefix: '/questions' })
   app.realtime.resource('notes', { prefix: '/notes', pageSize: 2, model: 'note' })
   app.realtime.resource('stats', { prefix: '/stats' })
@@ -154,8 +165,6 @@ async function build (plugin: Partial<RestLiveOptions> = {}): Promise<Built> {
     return await db(notes).where({ id }).first()
   })
   app.get('/stats', async () => ({ questions: 'many' }))
-  await app.ready()
-  return { app, db, table, notes }
 }
 
 let requestCounter = 0
@@ -174,10 +183,8 @@ function events (client: TestClient, stream: string): Payload[] {
 }
 
 t.test('the README examples, replayed', async (t) => {
-  const { app, db, table } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  const client = await TestClient.connect(app, { authorization: 'Bearer 101' })
-  t.teardown(() => { client.close() })
+  const { db, table, connect } = await build(t)
+  const client = await connect({ authorization: 'Bearer 101' })
 
   const created = await ask(client, 'questions', { action: 'create', data: { question_text: 'What is your favorite python package?' }, request_id: 'some-guid' })
   t.same(created, {
@@ -210,11 +217,9 @@ t.test('the README examples, replayed', async (t) => {
 })
 
 t.test('list pages the list route\'s array', async (t) => {
-  const { app, db, table } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { db, table, connect } = await build(t)
   await db(table).insert(Array.from({ length: 30 }, (_, i) => ({ question_text: `q${i + 1}`, published: i < 3 })))
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const client = await connect()
 
   const first = await ask(client, 'questions', { action: 'list' })
   t.equal((first.payload.data as unknown[]).length, 25)
@@ -240,13 +245,11 @@ t.test('list pages the list route\'s array', async (t) => {
 })
 
 t.test('errors keep the channels-api shape', async (t) => {
-  const { app, db, table } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { db, table, connect } = await build(t)
   await db(table).insert({ question_text: 'q1' })
-  const anonymous = await TestClient.connect(app)
-  const user = await TestClient.connect(app, { authorization: 'Bearer 7' })
-  const admin = await TestClient.connect(app, { authorization: 'Bearer 101' })
-  t.teardown(() => { anonymous.close(); user.close(); admin.close() })
+  const anonymous = await connect()
+  const user = await connect({ authorization: 'Bearer 7' })
+  const admin = await connect({ authorization: 'Bearer 101' })
 
   t.same((await ask(admin, 'questions', { action: 'frobnicate', request_id: 7 })).payload, {
     action: 'frobnicate', data: null, errors: ['Invalid Action'], response_status: 400, request_id: 7
@@ -283,17 +286,14 @@ t.test('errors keep the channels-api shape', async (t) => {
   t.match(await nullPayload, { stream: 'questions', payload: { action: null, response_status: 400 } })
 
   // a failure that is not an HTTP answer is a 500 with no details
-  const boom = await TestClient.connect(app, { authorization: 'Bearer 666' })
-  t.teardown(() => { boom.close() })
+  const boom = await connect({ authorization: 'Bearer 666' })
   t.match((await ask(boom, 'questions', { action: 'subscribe', data: { action: 'create' } })).payload, { response_status: 500, errors: ['internal error'] })
 })
 
 t.test('subscribe delivers channels-api events, re-checked per subscriber', async (t) => {
-  const { app, db, table } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table, connect } = await build(t)
   await db(table).insert([{ question_text: 'q1' }, { question_text: 'q2' }])
-  const client = await TestClient.connect(app, { authorization: 'Bearer 101' })
-  t.teardown(() => { client.close() })
+  const client = await connect({ authorization: 'Bearer 101' })
 
   // get an event when question(1) is updated
   const subscribed = await ask(client, 'questions', { action: 'subscribe', pk: '1', data: { action: 'update' } })
@@ -354,10 +354,8 @@ t.test('subscribe delivers channels-api events, re-checked per subscriber', asyn
 })
 
 t.test('subscriptions without a queryset, and the limits', async (t) => {
-  const { app, db, notes: notesTable } = await build({ maxSubscriptions: 2 })
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { app, db, notes: notesTable, connect } = await build(t, { maxSubscriptions: 2 })
+  const client = await connect()
   await db(notesTable).insert([{ body: 'a' }, { body: 'b' }, { body: 'c' }])
 
   t.match((await ask(client, 'notes', { action: 'list' })).payload, { page_size: 2, count: 3, has_next: true })
@@ -376,9 +374,8 @@ t.test('subscriptions without a queryset, and the limits', async (t) => {
 })
 
 t.test('a socket closed or an unsubscribe sent while subscribing', async (t) => {
-  const { app, db } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  const client = await TestClient.connect(app)
+  const { app, connect } = await build(t)
+  const client = await connect()
   client.send({ stream: 'questions', payload: { action: 'subscribe', data: { action: 'create' }, request_id: 'a' } })
   client.send({ stream: 'questions', payload: { action: 'unsubscribe', data: { action: 'create' }, request_id: 'b' } })
   const unsubscribed = await client.next((f) => (f as unknown as ChannelsFrameOut).payload?.request_id === 'b')
@@ -394,8 +391,7 @@ t.test('a socket closed or an unsubscribe sent while subscribing', async (t) => 
   await eventually(() => app.realtime.stats().connections === 0, 'the socket closing')
   // a barrier, not a pause: another socket's subscribe runs the same route on the same (one-connection)
   // SQLite after the closed socket's, so once it is answered the closed socket's subscribe has settled
-  const barrier = await TestClient.connect(app)
-  t.teardown(() => { barrier.close() })
+  const barrier = await connect()
   barrier.send({ stream: 'questions', payload: { action: 'subscribe', data: { action: 'delete' }, request_id: 'barrier' } })
   await barrier.next((f) => (f as unknown as ChannelsFrameOut).payload?.request_id === 'barrier')
   await app.realtime.settled()
@@ -403,8 +399,7 @@ t.test('a socket closed or an unsubscribe sent while subscribing', async (t) => 
 })
 
 t.test('a congested socket gets a resync event once it drains', async (t) => {
-  const { app, db, table } = await build({ maxBufferedBytes: 64 * 1024 })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, db, table } = await build(t, { maxBufferedBytes: 64 * 1024 })
   await db(table).insert({ question_text: 'start' })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const socket = new WebSocket(address.replace('http', 'ws') + '/ws/subscribe', { headers: { authorization: 'Bearer 101' } })
@@ -429,19 +424,13 @@ t.test('a congested socket gets a resync event once it drains', async (t) => {
 })
 
 t.test('an app without resources answers channels frames with 404', async (t) => {
-  const db = sqlite()
-  const app = Fastify()
-  await app.register(restLive, { knex: db })
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { connect } = await appFixture(t)
+  const client = await connect()
   t.match((await ask(client, 'questions', { action: 'list' })).payload, { response_status: 404, errors: [/\(declared: none\)/] })
 })
 
 t.test('app.realtime.resource() validates its arguments', async (t) => {
-  const { app, db } = await build()
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app } = await build(t)
   const declare = (stream: unknown, options: unknown): void => { app.realtime.resource(stream as string, options as { prefix: string }) }
   t.throws(() => { declare('', { prefix: '/x' }) }, { code: 'FST_REST_LIVE_INVALID_RESOURCE', message: /'stream' must be a non-empty string .*got ""/ })
   t.throws(() => { declare(7, { prefix: '/x' }) }, { message: /'stream' .*got 7/ })

@@ -11,9 +11,7 @@ import {
   RestLiveClient, RestLiveError, type HttpMethod, type LiveView, type ServerFrame,
   type ViewFrame, type WebSocketConstructor, type WebSocketLike
 } from '../lib/client/index.js'
-import { buildTasksApp } from './helpers/app.js'
 import { tasksFixture } from './helpers/fixture.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 
 interface Task {
   id: number
@@ -173,10 +171,8 @@ t.test('against a real server', async (t) => {
   })
 
   t.test('the server shutting down closes the socket with 1001', async (t) => {
-    const db2 = sqlite()
-    const table2 = uniqueName('tasks')
-    await createTasksTable(db2, table2)
-    const second = await buildTasksApp({ db: db2, table: table2 })
+    const second = await tasksFixture(t)
+    const table2 = second.table
     await second.app.listen({ port: 0, host: '127.0.0.1' })
     const port = (second.app.server.address() as AddressInfo).port
     const closes: number[] = []
@@ -185,7 +181,6 @@ t.test('against a real server', async (t) => {
     const client = new RestLiveClient(`ws://127.0.0.1:${port}/ws/subscribe`, { WebSocket: authedWebSocket(1), onClose: (code) => { closes.push(code); closed() } })
     await client.subscribe({ model: table2, action: 'list' }).ready
     await second.app.close()
-    await db2.destroy()
     await closedOnce
     t.same(closes, [1001])
     t.equal(client.status, 'closed')

@@ -12,9 +12,7 @@ import { Writable } from 'node:stream'
 import fc from 'fast-check'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { buildTasksApp } from './helpers/app.js'
 import { tasksFixture } from './helpers/fixture.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
 import { seedsFor } from './helpers/seeds.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
@@ -176,14 +174,8 @@ function statusOf (frame: Frame): unknown {
 }
 
 t.test('each kind of input that used to fail with 500 is a 400 naming the problem', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  app.realtime.resource('tasks', { prefix: '/tasks' })
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  t.teardown(() => { client.close() })
+  const { table, user } = await tasksFixture(t, { configure: (app) => { app.realtime.resource('tasks', { prefix: '/tasks' }) } })
+  const client = await user(1)
   const deep = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth)
   const native: Array<[string, RegExp]> = [
     ['{"type":"constructor","id":1}', /^unknown frame type "constructor"/],
@@ -215,15 +207,14 @@ t.test('each kind of input that used to fail with 500 is a 400 naming the proble
 t.test('fuzzed frames are answered with 4xx or served, never with 500', async (t) => {
   const seeds = seedsFor(t)
   t.comment(`FUZZ_RUNS=${RUNS}`)
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  await db(table).insert([{ title: 'a', owner_id: 1, done: false }, { title: 'b', owner_id: 1, done: true }, { title: 'c', owner_id: 2, done: false }])
   const logs: Array<{ level: number, msg?: string }> = []
   const stream = new Writable({ write (chunk, _encoding, callback) { logs.push(JSON.parse(String(chunk))); callback() } })
-  const { app } = await buildTasksApp({ db, table, plugin: { maxFramesPerSecond: 1_000_000, maxSubscriptions: 1000 }, logger: { level: 'warn', stream } })
-  app.realtime.resource('tasks', { prefix: '/tasks' })
-  t.teardown(async () => { await app.close(); await db.destroy() })
+  const { app, table } = await tasksFixture(t, {
+    rows: [{ title: 'a', owner_id: 1, done: false }, { title: 'b', owner_id: 1, done: true }, { title: 'c', owner_id: 2, done: false }],
+    plugin: { maxFramesPerSecond: 1_000_000, maxSubscriptions: 1000 },
+    logger: { level: 'warn', stream },
+    configure: (app) => { app.realtime.resource('tasks', { prefix: '/tasks' }) }
+  })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const socket = new WebSocket(`${address.replace('http', 'ws')}/ws/subscribe`, { headers: { authorization: 'Bearer 1' } })
   await new Promise((resolve) => socket.once('open', resolve))

@@ -5,16 +5,15 @@
  * routes without a queryset, for routes sharing one URL (told apart by a
  * constraint), and for channels-api subscriptions.
  */
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify'
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
-import restLive from '../lib/index.js'
 import { refetchViewKey } from '../lib/subscriptions/view.js'
 import type { RealtimeRoute } from '../lib/registry/route-registry.js'
 import { TaskSchema } from './helpers/app.js'
-import { connect, createTasksTable, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
-import { task, told } from './helpers/fixture.js'
-import { TestClient } from './helpers/ws-client.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
+import { appFixture, task, tasksTable, told } from './helpers/fixture.js'
+import type { TestClient } from './helpers/ws-client.js'
 
 const AdminTask = {
   type: 'object',
@@ -54,9 +53,6 @@ function roleOf (request: { headers: Record<string, unknown> }): string | undefi
 
 /** Routes on one table: the admin's schema names `secret`, the user's does not; both read the same rows. */
 async function adminAndUser (t: Test, setup: Setup): Promise<Env> {
-  const db = connect(setup.dialect)
-  const table = uniqueName('isolation')
-  await createTasksTable(db, table)
   // a route constraint derived from the credentials: two routes may then share a URL
   const role = {
     name: 'role',
@@ -68,52 +64,45 @@ async function adminAndUser (t: Test, setup: Setup): Promise<Env> {
     deriveConstraint: (request: { headers: Record<string, unknown> }) => roleOf(request) ?? 'none',
     mustMatchWhenDerived: false
   }
-  const app = Fastify({ routerOptions: { constraints: { role } } } as FastifyServerOptions)
-  const clients: TestClient[] = []
-  t.teardown(async () => {
-    for (const client of clients) client.close()
-    await app.close()
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
-  })
-  await app.register(restLive, { knex: db })
-  app.realtime.resource('tasks', { prefix: '/tasks' })
-  // the same SQL for both routes: before the fix, that alone made them share a view
-  const rows = (): Knex.QueryBuilder => db(table).orderBy(`${table}.id`)
-  const one = (request: FastifyRequest): Knex.QueryBuilder => rows().where(`${table}.id`, (request.params as { id: number }).id).first()
-  const adminOnly = async (request: FastifyRequest): Promise<void> => {
-    if (roleOf(request) !== 'admin') throw Object.assign(new Error('admins only'), { statusCode: 403 })
-  }
-  const realtime = setup.queryset ? { model: table, queryset: rows } : { model: table }
-  const params = { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] }
-  const oneOr404 = async (request: FastifyRequest): Promise<unknown> => {
-    const row: unknown = await one(request)
-    if (row === undefined) throw Object.assign(new Error('not found'), { statusCode: 404 })
-    return row
-  }
   const base = { admin: setup.layout === 'two urls' ? '/admin/tasks' : '/tasks', user: '/tasks' }
-  for (const role of ['admin', 'user'] as const) {
-    const item = role === 'admin' ? AdminTask : TaskSchema
-    const constraints = setup.layout === 'one url' ? { role } : {}
-    app.get(base[role], {
-      constraints,
-      preHandler: role === 'admin' ? adminOnly : [],
-      schema: { response: { 200: { type: 'array', items: item } } },
-      config: { realtime }
-    }, async () => await rows())
-    app.get(`${base[role]}/:id`, {
-      constraints,
-      preHandler: role === 'admin' ? adminOnly : [],
-      schema: { params, response: { 200: item } },
-      config: { realtime }
-    }, oneOr404)
-  }
-  await app.ready()
-  const connectAs = async (role: string): Promise<TestClient> => {
-    const client = await TestClient.connect(app, { authorization: `Bearer ${role}` })
-    clients.push(client)
-    return client
-  }
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    dialect: setup.dialect,
+    tables: tasksTable('isolation'),
+    server: { routerOptions: { constraints: { role } } } as FastifyServerOptions,
+    routes: (app, db, table) => {
+      app.realtime.resource('tasks', { prefix: '/tasks' })
+      // the same SQL for both routes: before the fix, that alone made them share a view
+      const rows = (): Knex.QueryBuilder => db(table).orderBy(`${table}.id`)
+      const one = (request: FastifyRequest): Knex.QueryBuilder => rows().where(`${table}.id`, (request.params as { id: number }).id).first()
+      const adminOnly = async (request: FastifyRequest): Promise<void> => {
+        if (roleOf(request) !== 'admin') throw Object.assign(new Error('admins only'), { statusCode: 403 })
+      }
+      const realtime = setup.queryset ? { model: table, queryset: rows } : { model: table }
+      const params = { type: 'object', properties: { id: { type: 'integer' } }, required: ['id'] }
+      const oneOr404 = async (request: FastifyRequest): Promise<unknown> => {
+        const row: unknown = await one(request)
+        if (row === undefined) throw Object.assign(new Error('not found'), { statusCode: 404 })
+        return row
+      }
+      for (const role of ['admin', 'user'] as const) {
+        const item = role === 'admin' ? AdminTask : TaskSchema
+        const constraints = setup.layout === 'one url' ? { role } : {}
+        app.get(base[role], {
+          constraints,
+          preHandler: role === 'admin' ? adminOnly : [],
+          schema: { response: { 200: { type: 'array', items: item } } },
+          config: { realtime }
+        }, async () => await rows())
+        app.get(`${base[role]}/:id`, {
+          constraints,
+          preHandler: role === 'admin' ? adminOnly : [],
+          schema: { params, response: { 200: item } },
+          config: { realtime }
+        }, oneOr404)
+      }
+    }
+  })
+  const connectAs = async (role: string): Promise<TestClient> => await connect({ authorization: `Bearer ${role}` })
   return {
     app,
     db,
@@ -209,22 +198,16 @@ t.test('a channels-api subscription gets its own route\'s serialization', async 
 })
 
 t.test('one URL, different credentials: a refetch view per identity', async (t) => {
-  const db = connect('sqlite')
-  const table = uniqueName('isolation')
-  await createTasksTable(db, table)
-  const app = Fastify()
-  t.teardown(async () => {
-    await app.close()
-    await db.destroy()
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    tables: tasksTable('isolation'),
+    routes: (app, db, table) => {
+      // one route whose schema names the secret; the handler hands it to admins only
+      app.get('/board', { schema: { response: { 200: { type: 'array', items: { ...AdminTask, required: TaskSchema.required } } } }, config: { realtime: { model: table } } },
+        async (request) => (await db(table).orderBy('id')).map((row: Record<string, unknown>) => roleOf(request) === 'admin' ? row : { ...row, secret: undefined }))
+    }
   })
-  await app.register(restLive, { knex: db })
-  // one route whose schema names the secret; the handler hands it to admins only
-  app.get('/board', { schema: { response: { 200: { type: 'array', items: { ...AdminTask, required: TaskSchema.required } } } }, config: { realtime: { model: table } } },
-    async (request) => (await db(table).orderBy('id')).map((row: Record<string, unknown>) => roleOf(request) === 'admin' ? row : { ...row, secret: undefined }))
-  await app.ready()
-  const admin = await TestClient.connect(app, { authorization: 'Bearer admin' })
-  const user = await TestClient.connect(app, { authorization: 'Bearer user' })
-  t.teardown(() => { admin.close(); user.close() })
+  const admin = await connect({ authorization: 'Bearer admin' })
+  const user = await connect({ authorization: 'Bearer user' })
   await db(table).insert({ title: 'a', owner_id: 1 })
   t.same((await admin.subscribe({ id: 1, path: '/board', snapshot: true })).data, [adminTask(1, 'a')])
   t.same((await user.subscribe({ id: 1, path: '/board', snapshot: true })).data, [task(1, 'a')])

@@ -5,38 +5,38 @@
  * row by primary key, so a rename of the lookup column is an UPDATED and a
  * delete a DELETED. A database error never reaches a client.
  */
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
-import restLive from '../lib/index.js'
-import { collectingLogger, type LogLine } from './helpers/app.js'
-import { connect, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
-import { TestClient } from './helpers/ws-client.js'
+import type { LogLine } from './helpers/app.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
+import { appFixture } from './helpers/fixture.js'
+import type { TestClient } from './helpers/ws-client.js'
 
-interface TodosApp { app: FastifyInstance, db: Knex, table: string, logs: LogLine[] }
+interface TodosApp { app: FastifyInstance, db: Knex, table: string, logs: LogLine[], connect: () => Promise<TestClient> }
 
 async function todosApp (t: Test, dialect: Dialect): Promise<TodosApp> {
-  const db = connect(dialect)
-  const table = uniqueName('todos')
-  await db.schema.createTable(table, (columns) => {
-    columns.increments('id').primary()
-    columns.string('text').notNullable().unique()
-  })
   const logs: LogLine[] = []
-  const app = Fastify({ logger: collectingLogger(logs) })
-  await app.register(restLive, { knex: db })
-  const realtime = { model: table, queryset: () => db(table) }
-  app.get('/todos', { config: { realtime } }, async (request) => await app.realtime.list(request))
-  app.get('/todos/:text', { config: { realtime: { ...realtime, lookup: 'text' } } }, async (request) => await app.realtime.retrieve(request))
-  // a queryset the database refuses (an unknown column): its error must not reach the client
-  app.get('/broken/:text', { config: { realtime: { model: table, lookup: 'text', queryset: () => db(table).where('no_such_column', 1) } } }, async (request) => await app.realtime.retrieve(request))
-  await app.ready()
-  t.teardown(async () => {
-    await app.close()
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    dialect,
+    logs,
+    tables: async (db, name) => {
+      const table = name('todos')
+      await db.schema.createTable(table, (columns) => {
+        columns.increments('id').primary()
+        columns.string('text').notNullable().unique()
+      })
+      return table
+    },
+    routes: (app, db, table) => {
+      const realtime = { model: table, queryset: () => db(table) }
+      app.get('/todos', { config: { realtime } }, async (request) => await app.realtime.list(request))
+      app.get('/todos/:text', { config: { realtime: { ...realtime, lookup: 'text' } } }, async (request) => await app.realtime.retrieve(request))
+      // a queryset the database refuses (an unknown column): its error must not reach the client
+      app.get('/broken/:text', { config: { realtime: { model: table, lookup: 'text', queryset: () => db(table).where('no_such_column', 1) } } }, async (request) => await app.realtime.retrieve(request))
+    }
   })
-  return { app, db, table, logs }
+  return { app, db, table, logs, connect: async () => await connect() }
 }
 
 const dialects: Dialect[] = ['sqlite']
@@ -67,11 +67,10 @@ for (const dialect of dialects) {
     })
 
     t.test('a subscription matches on the lookup column, then follows the row by pk', async (t) => {
-      const { app, db, table } = await todosApp(t, dialect)
+      const { app, db, table, connect } = await todosApp(t, dialect)
       await db(table).insert([{ text: 'milk' }, { text: 'eggs' }])
-      const alice = await TestClient.connect(app)
-      const bob = await TestClient.connect(app)
-      t.teardown(() => { alice.close(); bob.close() })
+      const alice = await connect()
+      const bob = await connect()
 
       t.same(await alice.subscribe({ id: 1, path: '/todos/milk', snapshot: true }), { type: 'subscribed', id: 1, data: { id: 1, text: 'milk' } })
       t.same(await bob.subscribe({ id: 1, path: '/todos/milk' }), { type: 'subscribed', id: 1 })
@@ -100,10 +99,9 @@ for (const dialect of dialects) {
     })
 
     t.test('a subscription whose query fails gets a 500 without SQL', async (t) => {
-      const { app, db, table } = await todosApp(t, dialect)
+      const { db, table, connect } = await todosApp(t, dialect)
       await db(table).insert({ text: 'milk' })
-      const client = await TestClient.connect(app)
-      t.teardown(() => { client.close() })
+      const client = await connect()
       const broken = await client.subscribe({ id: 2, path: '/broken/milk' })
       t.match(broken, { type: 'error', id: 2, code: 500 })
       t.notMatch(String(broken.message), /no_such_column/, 'no SQL in the frame either')

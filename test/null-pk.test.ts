@@ -4,42 +4,40 @@
  * to a view that holds one is refused, and the table is reported once, at
  * error level, with the routes and the fix.
  */
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { Knex } from 'knex'
-import Fastify from 'fastify'
-import restLive from '../lib/index.js'
-import { buildTasksApp, collectingLogger, type LogLine } from './helpers/app.js'
-import { connect, postgresAvailable, uniqueName, type Dialect } from './helpers/db.js'
-import { task, told } from './helpers/fixture.js'
-import { TestClient } from './helpers/ws-client.js'
+import { authenticateByBearer, tasksRoutes, type LogLine } from './helpers/app.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
+import { appFixture, task, told } from './helpers/fixture.js'
 
 const dialects: Dialect[] = ['sqlite']
 if (await postgresAvailable()) dialects.push('postgres')
 else t.comment('PostgreSQL is not reachable: running the SQLite half only')
 
 /** A tasks table whose `id` can be NULL: SQLite's `serial` is not filled in; in PostgreSQL, a column without a constraint. */
-async function unkeyedTable (t: Test, dialect: Dialect): Promise<{ db: Knex, table: string }> {
-  const db = connect(dialect)
-  const table = uniqueName('nopk')
-  const id = dialect === 'sqlite' ? 'id serial primary key' : 'id integer'
-  await db.raw(`create table ${table} (${id}, title text not null, owner_id integer not null, done boolean not null default false, secret text not null default 'hunter2')`)
-  t.teardown(async () => {
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
-  })
-  return { db, table }
+function unkeyedTable (dialect: Dialect): (db: Knex, name: (base: string) => string) => Promise<string> {
+  return async (db, name) => {
+    const table = name('nopk')
+    const id = dialect === 'sqlite' ? 'id serial primary key' : 'id integer'
+    await db.raw(`create table ${table} (${id}, title text not null, owner_id integer not null, done boolean not null default false, secret text not null default 'hunter2')`)
+    return table
+  }
 }
 
 const reports = (logs: LogLine[]): LogLine[] => logs.filter((line) => line.msg.includes('NULL primary key'))
 
 for (const dialect of dialects) {
   t.test(`${dialect}: rows without a primary key are reported once and never merged`, async (t) => {
-    const { db, table } = await unkeyedTable(t, dialect)
     const logs: LogLine[] = []
-    const { app } = await buildTasksApp({ db, table, logs })
-    const early = await TestClient.connect(app, { authorization: 'Bearer 1' })
-    const late = await TestClient.connect(app, { authorization: 'Bearer 1' })
-    t.teardown(() => { early.close(); late.close() })
+    const { app, db, tables: table, connect } = await appFixture(t, {
+      dialect,
+      logs,
+      tables: unkeyedTable(dialect),
+      before: authenticateByBearer,
+      routes: (app, db, table) => { tasksRoutes(app, { db, table }) }
+    })
+    const early = await connect({ authorization: 'Bearer 1' })
+    const late = await connect({ authorization: 'Bearer 1' })
     t.same(await early.subscribe({ id: 'l', model: table, action: 'list', snapshot: true }), { type: 'subscribed', id: 'l', data: [] })
 
     await db(table).insert({ title: 'a', owner_id: 1 })
@@ -80,15 +78,14 @@ for (const dialect of dialects) {
 }
 
 t.test('a route re-run for its subscribers (no queryset) refuses such a view too', async (t) => {
-  const { db, table } = await unkeyedTable(t, 'sqlite')
   const logs: LogLine[] = []
-  // no response schema: the REST answer carries the NULL (an integer schema would print 0 for every row)
-  const app = Fastify({ logger: collectingLogger(logs) })
-  await app.register(restLive, { knex: db })
-  app.get('/items', { config: { realtime: { model: table } } }, async () => await db(table).select('id', 'title').orderBy('title'))
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(async () => { client.close(); await app.close() })
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    logs,
+    tables: unkeyedTable('sqlite'),
+    // no response schema: the REST answer carries the NULL (an integer schema would print 0 for every row)
+    routes: (app, db, table) => { app.get('/items', { config: { realtime: { model: table } } }, async () => await db(table).select('id', 'title').orderBy('title')) }
+  })
+  const client = await connect()
   await db(table).insert({ id: 1, title: 'keyed', owner_id: 1 })
   t.same(await client.subscribe({ id: 1, model: table, action: 'list', snapshot: true }), { type: 'subscribed', id: 1, data: [{ id: 1, title: 'keyed' }] })
 

@@ -12,6 +12,7 @@ import { WebSocket } from 'ws'
 import restLive, { type RestLiveOptions } from '../lib/index.js'
 import { TaskSchema, buildTasksApp } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { appFixture, tasksFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 import { eventually } from './helpers/eventually.js'
 
@@ -246,19 +247,13 @@ t.test('@fastify/websocket', async (t) => {
 })
 
 t.test('an app without realtime routes', async (t) => {
-  const { db } = await database(t)
-  const app = bareApp(t)
-  await app.register(restLive, { knex: db })
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { connect } = await appFixture(t)
+  const client = await connect()
   t.same(await client.subscribe({ id: 1, model: 'tasks', action: 'list' }), { type: 'error', id: 1, code: 404, message: "no realtime route follows model 'tasks' (known models: none)" })
 })
 
 t.test('a custom path', async (t) => {
-  const { db, table } = await database(t)
-  const { app } = await buildTasksApp({ db, table, plugin: { path: '/live/socket' } })
-  t.teardown(async () => { await app.close() })
+  const { app, table } = await tasksFixture(t, { plugin: { path: '/live/socket' } })
   const client = await TestClient.connect(app, { authorization: 'Bearer 1' }, '/live/socket')
   t.teardown(() => { client.close() })
   t.match(await client.subscribe({ id: 1, model: table, action: 'list' }), { type: 'subscribed' })
@@ -266,9 +261,7 @@ t.test('a custom path', async (t) => {
 })
 
 t.test('allowedOrigins guards every browser socket', async (t) => {
-  const { db, table } = await database(t)
-  const { app } = await buildTasksApp({ db, table, plugin: { allowedOrigins: ['https://app.example', 'https://admin.example:8443'] } })
-  t.teardown(async () => { await app.close() })
+  const { app, db } = await tasksFixture(t, { plugin: { allowedOrigins: ['https://app.example', 'https://admin.example:8443'] } })
   const host = 'api.example:8080'
   const cookie = 'session=abc'
   const accepted = async (headers: Record<string, string>): Promise<void> => {
@@ -304,9 +297,7 @@ t.test('allowedOrigins guards every browser socket', async (t) => {
   })
 
   t.test('without allowedOrigins only the same origin may use cookies', async (t) => {
-    const { db: db2, table: table2 } = await database(t)
-    const { app: plain } = await buildTasksApp({ db: db2, table: table2 })
-    t.teardown(async () => { await plain.close() })
+    const { app: plain } = await tasksFixture(t)
     await t.rejects(TestClient.connect(plain, { host, cookie, origin: 'https://app.example' }), /403/)
     const same = await TestClient.connect(plain, { host, cookie, origin: 'https://api.example:8080' })
     t.teardown(() => { same.close() })
@@ -355,16 +346,17 @@ t.test('graceful shutdown', async (t) => {
 })
 
 t.test('app.realtime.list / retrieve', async (t) => {
-  const { db, table } = await database(t)
-  const app = bareApp(t)
-  await app.register(restLive, { knex: db })
-  app.get('/plain', async (request) => await app.realtime.list(request))
-  app.get('/plain/:id', async (request) => await app.realtime.retrieve(request))
-  app.get('/no-queryset', { config: { realtime: { model: table } } }, async (request) => await app.realtime.list(request))
-  app.get('/tasks/:id', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.retrieve(request))
-  app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table).orderBy('id') } } }, async (request) => await app.realtime.list(request))
-  app.setNotFoundHandler(async (request) => await app.realtime.list(request))
-  await app.ready()
+  const { app, db, tables: table } = await appFixture(t, {
+    tables: tasksTable(),
+    routes: (app, db, table) => {
+      app.get('/plain', async (request) => await app.realtime.list(request))
+      app.get('/plain/:id', async (request) => await app.realtime.retrieve(request))
+      app.get('/no-queryset', { config: { realtime: { model: table } } }, async (request) => await app.realtime.list(request))
+      app.get('/tasks/:id', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.retrieve(request))
+      app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table).orderBy('id') } } }, async (request) => await app.realtime.list(request))
+      app.setNotFoundHandler(async (request) => await app.realtime.list(request))
+    }
+  })
   await db(table).insert({ title: 'a', owner_id: 1 })
   t.match((await app.inject('/nowhere')).json(), { statusCode: 500, code: 'FST_REST_LIVE_NOT_A_REALTIME_ROUTE', message: /called from GET \/nowhere,/ }, 'from the not-found handler')
 
@@ -382,11 +374,8 @@ t.test('app.realtime.list / retrieve', async (t) => {
 })
 
 t.test('app.realtime.publish', async (t) => {
-  const { db, table } = await database(t)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close() })
-  const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  t.teardown(() => { client.close() })
+  const { app, db, table, user } = await tasksFixture(t)
+  const client = await user(1)
   await client.subscribe({ id: 1, model: table, action: 'list' })
 
   const invalid: Array<[unknown[], RegExp]> = [
@@ -412,9 +401,7 @@ t.test('app.realtime.publish', async (t) => {
 })
 
 t.test('app.realtime.stats counts connections, subscriptions and broadcasts', async (t) => {
-  const { db, table } = await database(t)
-  const { app } = await buildTasksApp({ db, table })
-  t.teardown(async () => { await app.close() })
+  const { app, db, table } = await tasksFixture(t)
   t.match(app.realtime.stats(), { connections: 0, subscriptions: 0, broadcastsSent: 0, eventsReceived: 0, resyncsSent: 0, gapsDetected: 0 })
 
   const a = await TestClient.connect(app, { authorization: 'Bearer 1' })

@@ -4,29 +4,15 @@
  * a `response` frame with the status and the parsed body.
  */
 import { once } from 'node:events'
-import Fastify, { type FastifyInstance } from 'fastify'
-import type { Knex } from 'knex'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import restLive from '../lib/index.js'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { appFixture, tasksFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 import { eventually } from './helpers/eventually.js'
 
-async function tasksApp (t: { teardown: (fn: () => unknown) => void }): Promise<{ app: FastifyInstance, db: Knex, table: string }> {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const built = await buildTasksApp({ db, table })
-  t.teardown(async () => { await built.app.close(); await db.destroy() })
-  return built
-}
-
 t.test('create, update, delete through the socket with its credentials', async (t) => {
-  const { app, db, table } = await tasksApp(t)
-  const client = await TestClient.connect(app, { authorization: 'Bearer 7' })
-  t.teardown(() => { client.close() })
+  const { db, table, user } = await tasksFixture(t)
+  const client = await user(7)
 
   const created = await client.request('POST', '/tasks', { title: 'write tests' })
   t.match(created, { type: 'response', status: 201, body: { id: 1, title: 'write tests', owner_id: 7, done: false } }, 'the route saw the socket user')
@@ -53,17 +39,15 @@ t.test('create, update, delete through the socket with its credentials', async (
 })
 
 t.test('the id of the request is repeated, strings and integers alike', async (t) => {
-  const { app } = await tasksApp(t)
-  const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  t.teardown(() => { client.close() })
+  const { user } = await tasksFixture(t)
+  const client = await user(1)
   t.match(await client.ask({ type: 'request', id: 42, method: 'GET', path: '/tasks' }), { type: 'response', id: 42, status: 200, body: [] })
   t.match(await client.ask({ type: 'request', id: 'abc', method: 'GET', path: '/tasks' }), { type: 'response', id: 'abc', status: 200 })
 })
 
 t.test('validation failures are 400 responses', async (t) => {
-  const { app } = await tasksApp(t)
-  const client = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  t.teardown(() => { client.close() })
+  const { user } = await tasksFixture(t)
+  const client = await user(1)
   const noTitle = await client.request('POST', '/tasks', { done: true })
   t.match(noTitle, { type: 'response', status: 400, body: { statusCode: 400, message: /body must have required property 'title'/ } })
   const badType = await client.request('PATCH', '/tasks/1', { done: 'very' })
@@ -77,9 +61,8 @@ t.test('validation failures are 400 responses', async (t) => {
 })
 
 t.test('an unauthenticated socket gets the 401 REST would give', async (t) => {
-  const { app, db, table } = await tasksApp(t)
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { db, table, connect } = await tasksFixture(t)
+  const client = await connect()
   const denied = await client.request('POST', '/tasks', { title: 'sneaky' })
   t.match(denied, { type: 'response', status: 401, body: { message: 'authentication required' } })
   t.match(await client.request('GET', '/tasks'), { status: 401 })
@@ -87,10 +70,9 @@ t.test('an unauthenticated socket gets the 401 REST would give', async (t) => {
 })
 
 t.test('headers of the request frame cannot be forged beyond the socket credentials', async (t) => {
-  const { app } = await tasksApp(t)
-  const user2 = await TestClient.connect(app, { authorization: 'Bearer 2' })
-  const user3 = await TestClient.connect(app, { authorization: 'Bearer 3' })
-  t.teardown(() => { user2.close(); user3.close() })
+  const { user } = await tasksFixture(t)
+  const user2 = await user(2)
+  const user3 = await user(3)
   const created = await user2.request('POST', '/tasks', { title: 'private' })
   t.match(created, { status: 201, body: { owner_id: 2 } })
   t.match(await user3.request('GET', '/tasks/1'), { status: 404 }, 'another user cannot read it')
@@ -99,33 +81,30 @@ t.test('headers of the request frame cannot be forged beyond the socket credenti
 })
 
 t.test('any route: custom actions, text answers, errors, unknown paths', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const app = Fastify()
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  await app.register(restLive, { knex: db })
-  app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table).orderBy('id') } } }, async (request) => await app.realtime.list(request))
-  app.post('/tasks/:id/complete', async (request, reply) => {
-    const id = Number((request.params as { id: string }).id)
-    const changed = await db(table).where({ id }).update({ done: true })
-    return changed === 0 ? await reply.code(404).send({ message: 'no such task' }) : { completed: id, by: request.headers.authorization ?? null }
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    tables: tasksTable(),
+    routes: (app, db, table) => {
+      app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table).orderBy('id') } } }, async (request) => await app.realtime.list(request))
+      app.post('/tasks/:id/complete', async (request, reply) => {
+        const id = Number((request.params as { id: string }).id)
+        const changed = await db(table).where({ id }).update({ done: true })
+        return changed === 0 ? await reply.code(404).send({ message: 'no such task' }) : { completed: id, by: request.headers.authorization ?? null }
+      })
+      app.put('/tasks/:id', async (request) => {
+        const id = Number((request.params as { id: string }).id)
+        await db(table).where({ id }).update(request.body as object)
+        return await db(table).where({ id }).first()
+      })
+      app.get('/hello', async (_request, reply) => await reply.type('text/plain').send('hello, world'))
+      app.get('/html', async (_request, reply) => await reply.type('text/html').send('<p>"quoted"</p>'))
+      app.get('/problem', async (_request, reply) => await reply.code(409).type('application/problem+json').send(JSON.stringify({ title: 'conflict' })))
+      app.get('/boom', async () => { throw new Error('kaboom') })
+      app.get('/echo', async (request) => ({ query: request.query, headers: { cookie: request.headers.cookie ?? null, authorization: request.headers.authorization ?? null } }))
+    }
   })
-  app.put('/tasks/:id', async (request) => {
-    const id = Number((request.params as { id: string }).id)
-    await db(table).where({ id }).update(request.body as object)
-    return await db(table).where({ id }).first()
-  })
-  app.get('/hello', async (_request, reply) => await reply.type('text/plain').send('hello, world'))
-  app.get('/html', async (_request, reply) => await reply.type('text/html').send('<p>"quoted"</p>'))
-  app.get('/problem', async (_request, reply) => await reply.code(409).type('application/problem+json').send(JSON.stringify({ title: 'conflict' })))
-  app.get('/boom', async () => { throw new Error('kaboom') })
-  app.get('/echo', async (request) => ({ query: request.query, headers: { cookie: request.headers.cookie ?? null, authorization: request.headers.authorization ?? null } }))
-  await app.ready()
   await db(table).insert({ title: 'a', owner_id: 1 })
 
-  const client = await TestClient.connect(app, { authorization: 'Token abc', cookie: 'session=s1' })
-  t.teardown(() => { client.close() })
+  const client = await connect({ authorization: 'Token abc', cookie: 'session=s1' })
   const sub = await client.subscribe({ id: 's', model: table, action: 'list' })
   t.match(sub, { type: 'subscribed' })
 
@@ -151,24 +130,22 @@ t.test('any route: custom actions, text answers, errors, unknown paths', async (
 })
 
 t.test('a request still runs when its socket closes first', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const app = Fastify()
-  t.teardown(async () => { await app.close(); await db.destroy() })
-  await app.register(restLive, { knex: db })
   let open!: () => void
   let reached!: () => void
   const opened = new Promise<void>((resolve) => { open = resolve })
   const waiting = new Promise<void>((resolve) => { reached = resolve })
-  app.post('/slow', async () => {
-    reached()
-    await opened
-    const [row] = await db(table).insert({ title: 'slow', owner_id: 1 }).returning('*')
-    return row
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    tables: tasksTable(),
+    routes: (app, db, table) => {
+      app.post('/slow', async () => {
+        reached()
+        await opened
+        const [row] = await db(table).insert({ title: 'slow', owner_id: 1 }).returning('*')
+        return row
+      })
+    }
   })
-  await app.ready()
-  const client = await TestClient.connect(app)
+  const client = await connect()
   client.send({ type: 'request', id: 1, method: 'POST', path: '/slow', body: {} })
   await waiting
   client.close()
@@ -180,28 +157,29 @@ t.test('a request still runs when its socket closes first', async (t) => {
 })
 
 t.test('frames that arrive while the server shuts down get a 500, not silence', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  t.teardown(async () => { await db.destroy() })
-  const app = Fastify()
   let answers: Promise<unknown> = Promise.resolve()
   let client: TestClient | null = null
-  // runs before the plugin's own preClose, which closes the sockets: Fastify already refuses new requests
-  app.addHook('preClose', async () => {
-    if (client === null) return
-    const socket = client
-    answers = Promise.all([
-      socket.request('GET', '/tasks'),
-      socket.subscribe({ id: 's', model: table, action: 'list' })
-    ])
-    await answers
-  })
-  await app.register(restLive, { knex: db })
-  app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.list(request))
   // over a real socket: app.injectWS's in-memory stream never finishes a close the server starts
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
-  const socket = new WebSocket(`${address.replace(/^http/, 'ws')}/ws/subscribe`)
+  const { app, url: address } = await appFixture(t, {
+    tables: tasksTable(),
+    before: (app, _db, table) => {
+      // runs before the plugin's own preClose, which closes the sockets: Fastify already refuses new requests
+      app.addHook('preClose', async () => {
+        if (client === null) return
+        const socket = client
+        answers = Promise.all([
+          socket.request('GET', '/tasks'),
+          socket.subscribe({ id: 's', model: table, action: 'list' })
+        ])
+        await answers
+      })
+    },
+    routes: (app, db, table) => {
+      app.get('/tasks', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.list(request))
+    },
+    listen: true
+  })
+  const socket = new WebSocket(`${String(address).replace(/^http/, 'ws')}/ws/subscribe`)
   await once(socket, 'open')
   client = new TestClient(socket)
   t.match(await client.request('GET', '/tasks'), { type: 'response', status: 200 })

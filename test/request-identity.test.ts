@@ -7,39 +7,40 @@
  * tell apart from the 127.0.0.1 that `app.inject` uses by default.
  */
 import { once } from 'node:events'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
-import restLive from '../lib/index.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { createTasksTable } from './helpers/db.js'
+import { appFixture } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 
 interface Seen { ip: string, host: string, protocol: string, userAgent: unknown, language: unknown, apiKey: unknown, setCookie: unknown }
 
 /** Tasks routes that answer 403 to any address but `allowed`, and report what they saw. */
 async function guardedApp (t: Test, allowed: string, server: FastifyServerOptions = {}): Promise<{ app: FastifyInstance, url: string, seen: Seen[] }> {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
   const seen: Seen[] = []
-  const app = Fastify(server)
-  await app.register(restLive, { knex: db })
-  app.realtime.resource('tasks', { prefix: '/tasks' })
-  const guard = async (request: import('fastify').FastifyRequest): Promise<void> => {
-    seen.push({ ip: request.ip, host: request.host, protocol: request.protocol, userAgent: request.headers['user-agent'], language: request.headers['accept-language'], apiKey: request.headers['x-api-key'], setCookie: request.headers['set-cookie'] })
-    if (request.ip !== allowed) throw Object.assign(new Error(`address ${request.ip} may not read tasks`), { statusCode: 403 })
-  }
-  app.get('/tasks', {
-    onRequest: guard,
-    config: { realtime: { model: table, queryset: () => db(table).select('id', 'title').orderBy('id') } }
-  }, async (request) => await app.realtime.list(request))
-  await db(table).insert({ title: 'first', owner_id: 1 })
-  const address = await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => {
-    await app.close()
-    await db.destroy()
+  const { app, url } = await appFixture(t, {
+    server,
+    tables: async (db, name) => {
+      const table = name('tasks')
+      await createTasksTable(db, table)
+      return table
+    },
+    routes: async (app, db, table) => {
+      app.realtime.resource('tasks', { prefix: '/tasks' })
+      const guard = async (request: import('fastify').FastifyRequest): Promise<void> => {
+        seen.push({ ip: request.ip, host: request.host, protocol: request.protocol, userAgent: request.headers['user-agent'], language: request.headers['accept-language'], apiKey: request.headers['x-api-key'], setCookie: request.headers['set-cookie'] })
+        if (request.ip !== allowed) throw Object.assign(new Error(`address ${request.ip} may not read tasks`), { statusCode: 403 })
+      }
+      app.get('/tasks', {
+        onRequest: guard,
+        config: { realtime: { model: table, queryset: () => db(table).select('id', 'title').orderBy('id') } }
+      }, async (request) => await app.realtime.list(request))
+      await db(table).insert({ title: 'first', owner_id: 1 })
+    },
+    listen: true
   })
-  return { app, url: address, seen }
+  return { app, url: String(url), seen }
 }
 
 async function connectFrom (t: Test, url: string, localAddress: string, headers: Record<string, string> = {}): Promise<TestClient> {

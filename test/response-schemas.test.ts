@@ -3,12 +3,12 @@
  * accepts, a snapshot is the REST body and a broadcast's instance is the row's
  * part of it. Forms no serializer can be derived from are refused at startup.
  */
-import Fastify, { type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
-import restLive from '../lib/index.js'
 import { successResponse } from '../lib/registry/response-schema.js'
-import { connect, createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
+import { appFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient, type Frame } from './helpers/ws-client.js'
 
 /** Properties in another order than the table's columns, so a raw row's JSON cannot pass for it. */
@@ -77,29 +77,24 @@ const forms: Form[] = [
 ]
 
 async function formApp (t: Test, dialect: Dialect, form: Form): Promise<{ app: FastifyInstance, db: Knex, table: string }> {
-  const db = connect(dialect)
-  const table = uniqueName('forms')
-  await createTasksTable(db, table)
-  const app = Fastify()
-  t.teardown(async () => {
-    await app.close()
-    await db.schema.dropTableIfExists(table)
-    await db.destroy()
+  const { app, db, tables: table } = await appFixture(t, {
+    dialect,
+    tables: tasksTable('forms'),
+    routes: async (app, db, table) => {
+      const all = (): Knex.QueryBuilder => db(table).orderBy(`${table}.id`)
+      await app.register(async (scope) => {
+        form.setup?.(scope)
+        scope.get('/tasks', {
+          schema: form.list === undefined ? {} : { response: form.list },
+          config: { realtime: { model: table, queryset: all } }
+        }, async (request) => await app.realtime.list(request))
+        scope.get('/tasks/:id', {
+          schema: { params: { type: 'object', properties: { id: { type: 'integer' } } }, ...(form.retrieve === undefined ? {} : { response: form.retrieve }) },
+          config: { realtime: { model: table, queryset: all } }
+        }, async (request) => await app.realtime.retrieve(request))
+      })
+    }
   })
-  await app.register(restLive, { knex: db })
-  const all = (): Knex.QueryBuilder => db(table).orderBy(`${table}.id`)
-  await app.register(async (scope) => {
-    form.setup?.(scope)
-    scope.get('/tasks', {
-      schema: form.list === undefined ? {} : { response: form.list },
-      config: { realtime: { model: table, queryset: all } }
-    }, async (request) => await app.realtime.list(request))
-    scope.get('/tasks/:id', {
-      schema: { params: { type: 'object', properties: { id: { type: 'integer' } } }, ...(form.retrieve === undefined ? {} : { response: form.retrieve }) },
-      config: { realtime: { model: table, queryset: all } }
-    }, async (request) => await app.realtime.retrieve(request))
-  })
-  await app.ready()
   return { app, db, table }
 }
 
@@ -180,26 +175,21 @@ if (withPostgres) {
 
 t.test("a refetch route's frames are its own answer's bytes", async (t) => {
   const pretty = async (t: Test, dialect: Dialect, body: (table: string, db: Knex) => Promise<string>): Promise<void> => {
-    const db = connect(dialect)
-    const table = uniqueName('refetch_bytes')
-    await createTasksTable(db, table)
-    const app = Fastify()
-    t.teardown(async () => {
-      await app.close()
-      await db.schema.dropTableIfExists(table)
-      await db.destroy()
+    const { app, db, tables: table } = await appFixture(t, {
+      dialect,
+      tables: tasksTable('refetch_bytes'),
+      routes: (app, db, table) => {
+        // an answer the handler serialized itself (no queryset: the plugin re-runs the route)
+        app.get('/tasks', { config: { realtime: { model: table } } }, async (_request, reply) => await reply.type('application/json').send(await body(table, db)))
+        app.get('/tasks/:id', { config: { realtime: { model: table } } }, async (request, reply) => {
+          const items = JSON.parse(await body(table, db)) as Array<{ id: number }>
+          const at = items.findIndex((item) => String(item.id) === (request.params as { id: string }).id)
+          // the array's element, cut out of the text as it is
+          if (at === -1) return await reply.code(404).send({ message: 'not found' })
+          return await reply.type('application/json').send(elementTexts(await body(table, db))[at])
+        })
+      }
     })
-    await app.register(restLive, { knex: db })
-    // an answer the handler serialized itself (no queryset: the plugin re-runs the route)
-    app.get('/tasks', { config: { realtime: { model: table } } }, async (_request, reply) => await reply.type('application/json').send(await body(table, db)))
-    app.get('/tasks/:id', { config: { realtime: { model: table } } }, async (request, reply) => {
-      const items = JSON.parse(await body(table, db)) as Array<{ id: number }>
-      const at = items.findIndex((item) => String(item.id) === (request.params as { id: string }).id)
-      // the array's element, cut out of the text as it is
-      if (at === -1) return await reply.code(404).send({ message: 'not found' })
-      return await reply.type('application/json').send(elementTexts(await body(table, db))[at])
-    })
-    await app.ready()
     await db(table).insert({ title: 'a', owner_id: 1 })
     const client = await TestClient.connect(app)
     t.teardown(() => { client.close() })
@@ -246,16 +236,8 @@ function elementTexts (text: string): string[] {
 
 /** The error starting an app with these routes fails with. */
 async function startError (t: Test, declare: (app: FastifyInstance) => void): Promise<Error & { code?: string }> {
-  const db = sqlite()
-  const app = Fastify()
-  t.teardown(async () => {
-    await app.close()
-    await db.destroy()
-  })
   try {
-    await app.register(restLive, { knex: db })
-    declare(app)
-    await app.ready()
+    await appFixture(t, { routes: declare })
   } catch (err) {
     return err as Error & { code?: string }
   }

@@ -3,26 +3,23 @@
  * answer it, and nothing is lost or doubled between it and the first broadcast.
  */
 import t from 'tap'
-import { buildTasksApp } from './helpers/app.js'
-import { createTasksTable, postgresAvailable, sqlite, uniqueName, type Dialect } from './helpers/db.js'
+import { postgresAvailable, type Dialect } from './helpers/db.js'
 import { replayList } from './helpers/replay.js'
-import { TestClient, type Frame } from './helpers/ws-client.js'
+import type { Frame } from './helpers/ws-client.js'
 import { tasksFixture } from './helpers/fixture.js'
 
 t.test('the snapshot is the REST answer', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('snap')
-  await createTasksTable(db, table)
-  const { app } = await buildTasksApp({ db, table })
-  await db(table).insert([
-    { title: 'a', owner_id: 1, done: false, secret: 'x' },
-    { title: 'b', owner_id: 2, done: true, secret: 'x' },
-    { title: 'c', owner_id: 1, done: true, secret: 'x' },
-    { title: 'd', owner_id: 1, done: false, secret: 'x' }
-  ])
-  const alice = await TestClient.connect(app, { authorization: 'Bearer 1' })
-  const carol = await TestClient.connect(app, { authorization: 'Bearer 3' })
-  t.teardown(async () => { alice.close(); carol.close(); await app.close(); await db.destroy() })
+  const { app, table, user } = await tasksFixture(t, {
+    prefix: 'snap',
+    rows: [
+      { title: 'a', owner_id: 1, done: false, secret: 'x' },
+      { title: 'b', owner_id: 2, done: true, secret: 'x' },
+      { title: 'c', owner_id: 1, done: true, secret: 'x' },
+      { title: 'd', owner_id: 1, done: false, secret: 'x' }
+    ]
+  })
+  const alice = await user(1)
+  const carol = await user(3)
   const get = async (url: string, userId = 1): Promise<unknown> =>
     (await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${userId}` } })).json()
 

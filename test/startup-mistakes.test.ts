@@ -7,8 +7,9 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
 import restLive, { type RestLiveOptions } from '../lib/index.js'
-import { collectingLogger, type LogLine } from './helpers/app.js'
+import type { LogLine } from './helpers/app.js'
 import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
+import { appFixture, tasksTable } from './helpers/fixture.js'
 import { TestClient } from './helpers/ws-client.js'
 
 async function database (t: Test): Promise<{ db: Knex, table: string }> {
@@ -17,12 +18,6 @@ async function database (t: Test): Promise<{ db: Knex, table: string }> {
   await createTasksTable(db, table)
   t.teardown(async () => { await db.destroy() })
   return { db, table }
-}
-
-function loggingApp (t: Test, logs: LogLine[]): FastifyInstance {
-  const app = Fastify({ logger: collectingLogger(logs) })
-  t.teardown(async () => { await app.close() })
-  return app
 }
 
 t.test('redis must be a redis:// or rediss:// URL', async (t) => {
@@ -41,11 +36,13 @@ t.test('redis must be a redis:// or rediss:// URL', async (t) => {
 })
 
 t.test('the REST answer of a route registered before the plugin says so', async (t) => {
-  const { db, table } = await database(t)
-  const app = loggingApp(t, [])
-  app.get('/early', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.list(request))
-  await app.register(restLive, { knex: db })
-  await app.ready()
+  const { app } = await appFixture(t, {
+    logs: [],
+    tables: tasksTable(),
+    before: (app, db, table) => {
+      app.get('/early', { config: { realtime: { model: table, queryset: () => db(table) } } }, async (request) => await app.realtime.list(request))
+    }
+  })
   const response = await app.inject('/early')
   t.equal(response.statusCode, 500)
   t.equal(response.json().code, 'FST_REST_LIVE_ROUTE_BEFORE_PLUGIN')
@@ -54,11 +51,8 @@ t.test('the REST answer of a route registered before the plugin says so', async 
 })
 
 t.test('a queryset that returns no query builder', async (t) => {
-  const { db, table } = await database(t)
   const logs: LogLine[] = []
-  const app = loggingApp(t, logs)
-  await app.register(restLive, { knex: db })
-  const wrong: Array<[string, () => unknown, string]> = [
+  const wrongOf = (db: Knex, table: string): Array<[string, () => unknown, string]> => [
     ['/undefined', () => undefined, 'undefined (did it forget to return?)'],
     ['/null', () => null, 'null'],
     ['/array', () => [], 'an array (rows already fetched: return the builder, do not await it)'],
@@ -67,14 +61,19 @@ t.test('a queryset that returns no query builder', async (t) => {
     ['/object', () => ({ table }), 'an object'],
     ['/string', () => table, 'a string']
   ]
-  for (const [url, queryset] of wrong) {
-    // a queryset of the request: only a request can call it, so the first one finds the mistake
-    const ofRequest = (request: FastifyRequest): Knex.QueryBuilder => { void request; return queryset() as Knex.QueryBuilder }
-    app.get(url, { config: { realtime: { model: table, queryset: ofRequest } } }, async (request) => await app.realtime.list(request))
-  }
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const { app, db, tables: table, connect } = await appFixture(t, {
+    logs,
+    tables: tasksTable(),
+    routes: (app, db, table) => {
+      for (const [url, queryset] of wrongOf(db, table)) {
+        // a queryset of the request: only a request can call it, so the first one finds the mistake
+        const ofRequest = (request: FastifyRequest): Knex.QueryBuilder => { void request; return queryset() as Knex.QueryBuilder }
+        app.get(url, { config: { realtime: { model: table, queryset: ofRequest } } }, async (request) => await app.realtime.list(request))
+      }
+    }
+  })
+  const wrong = wrongOf(db, table)
+  const client = await connect()
   for (const [url, , described] of wrong) {
     const message = `fastify-rest-live: config.realtime.queryset of GET ${url} returned ${described}; it must return a Knex query builder on the route's table, like (request) => db('tasks').where(...)`
     for (const id of [url, `${url}-again`]) {
@@ -88,19 +87,20 @@ t.test('a queryset that returns no query builder', async (t) => {
 })
 
 t.test('a model that is not the table the queryset reads', async (t) => {
-  const { db, table } = await database(t)
   const logs: LogLine[] = []
-  const app = loggingApp(t, logs)
-  await app.register(restLive, { knex: db })
-  app.get('/tasks', { config: { realtime: { model: 'task', queryset: (request) => db(table).where('owner_id', request.query === null ? 0 : 1) } } }, async (request) => await app.realtime.list(request))
-  // the same table, named as a query builder may name it: no mistake
-  app.get('/aliased', { config: { realtime: { model: table, queryset: () => db({ t: table }) } } }, async (request) => await app.realtime.list(request))
-  // a subquery has no table name to compare: the model is the user's word
-  app.get('/sub', { config: { realtime: { model: table, queryset: () => db.from(db(table).as('s')) } } }, async (request) => await app.realtime.list(request))
-  await app.ready()
+  const { app, tables: table, connect } = await appFixture(t, {
+    logs,
+    tables: tasksTable(),
+    routes: (app, db, table) => {
+      app.get('/tasks', { config: { realtime: { model: 'task', queryset: (request) => db(table).where('owner_id', request.query === null ? 0 : 1) } } }, async (request) => await app.realtime.list(request))
+      // the same table, named as a query builder may name it: no mistake
+      app.get('/aliased', { config: { realtime: { model: table, queryset: () => db({ t: table }) } } }, async (request) => await app.realtime.list(request))
+      // a subquery has no table name to compare: the model is the user's word
+      app.get('/sub', { config: { realtime: { model: table, queryset: () => db.from(db(table).as('s')) } } }, async (request) => await app.realtime.list(request))
+    }
+  })
   const message = `fastify-rest-live: GET /tasks has model 'task' but its queryset reads table '${table}', so writes to that table would never reach its subscribers; set model: '${table}'`
-  const client = await TestClient.connect(app)
-  t.teardown(() => { client.close() })
+  const client = await connect()
   t.same(await client.subscribe({ id: 1, path: '/tasks' }), { type: 'error', id: 1, code: 500, message })
   t.same(await client.subscribe({ id: 2, path: '/tasks' }), { type: 'error', id: 2, code: 500, message })
   t.equal(logs.filter((line) => line.msg === message).length, 1, 'logged once')

@@ -1,9 +1,10 @@
-import Fastify, { type FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Knex } from 'knex'
 import t, { type Test } from 'tap'
-import restLive from '../lib/index.js'
 import { TaskSchema } from './helpers/app.js'
-import { createTasksTable, sqlite, uniqueName } from './helpers/db.js'
-import { TestClient } from './helpers/ws-client.js'
+import { createTasksTable } from './helpers/db.js'
+import { appFixture } from './helpers/fixture.js'
+import type { TestClient } from './helpers/ws-client.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -11,40 +12,42 @@ declare module 'fastify' {
   }
 }
 
-async function setup (t: Test): Promise<{ app: ReturnType<typeof Fastify>, client: TestClient, table: string, other: string, db: ReturnType<typeof sqlite> }> {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 2 }, { title: 'c', owner_id: 3 }])
-  const other = uniqueName('others')
-  await createTasksTable(db, other)
-  await db(other).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 2 }])
-  const app = Fastify()
-  app.decorateRequest('scope', undefined)
-  await app.register(restLive, { knex: db })
-  const list = { 200: { type: 'array', items: TaskSchema } } as const
-  app.get('/scoped', {
-    schema: {
-      querystring: { type: 'object', properties: { owner: { type: 'array', items: { type: 'integer' } } } },
-      response: list
+async function setup (t: Test): Promise<{ app: FastifyInstance, client: TestClient, table: string, other: string, db: Knex }> {
+  const { app, db, tables: { table, other }, connect } = await appFixture(t, {
+    tables: async (db, name) => {
+      const table = name('tasks')
+      await createTasksTable(db, table)
+      await db(table).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 2 }, { title: 'c', owner_id: 3 }])
+      const other = name('others')
+      await createTasksTable(db, other)
+      await db(other).insert([{ title: 'a', owner_id: 1 }, { title: 'b', owner_id: 2 }])
+      return { table, other }
     },
-    // an array of route hooks: all of them run, in order, before the subscription is made
-    preHandler: [
-      async (request: FastifyRequest) => { request.scope = (request.query as { owner?: number[] }).owner ?? [1, 2, 3] },
-      async (request: FastifyRequest) => { request.scope = request.scope?.filter((owner) => owner !== 3) }
-    ],
-    config: { realtime: { model: table, queryset: (request) => db(table).whereIn('owner_id', request.scope ?? []).orderBy('id') } },
-    handler: async (request) => await app.realtime.list(request)
+    before: (app) => { app.decorateRequest('scope', undefined) },
+    routes: (app, db, { table, other }) => {
+      const list = { 200: { type: 'array', items: TaskSchema } } as const
+      app.get('/scoped', {
+        schema: {
+          querystring: { type: 'object', properties: { owner: { type: 'array', items: { type: 'integer' } } } },
+          response: list
+        },
+        // an array of route hooks: all of them run, in order, before the subscription is made
+        preHandler: [
+          async (request: FastifyRequest) => { request.scope = (request.query as { owner?: number[] }).owner ?? [1, 2, 3] },
+          async (request: FastifyRequest) => { request.scope = request.scope?.filter((owner) => owner !== 3) }
+        ],
+        config: { realtime: { model: table, queryset: (request) => db(table).whereIn('owner_id', request.scope ?? []).orderBy('id') } },
+        handler: async (request) => await app.realtime.list(request)
+      })
+      app.get('/owners/:owner_id(^\\d+)/tasks', {
+        schema: { response: list },
+        config: { realtime: { model: other, queryset: (request) => db(other).where('owner_id', (request.params as { owner_id: string }).owner_id) } },
+        handler: async (request) => await app.realtime.list(request)
+      })
+      app.get('/text', { config: { realtime: { model: other } } }, async () => 'not json')
+    }
   })
-  app.get('/owners/:owner_id(^\\d+)/tasks', {
-    schema: { response: list },
-    config: { realtime: { model: other, queryset: (request) => db(other).where('owner_id', (request.params as { owner_id: string }).owner_id) } },
-    handler: async (request) => await app.realtime.list(request)
-  })
-  app.get('/text', { config: { realtime: { model: other } } }, async () => 'not json')
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(async () => { client.close(); await app.close(); await db.destroy() })
+  const client = await connect()
   return { app, client, table, other, db }
 }
 
@@ -69,18 +72,16 @@ t.test('view_kwargs fill route parameters, even ones with a pattern', async (t) 
 })
 
 t.test('a route parameter left out of view_kwargs is a 400 naming it', async (t) => {
-  const db = sqlite()
-  const table = uniqueName('tasks')
-  await createTasksTable(db, table)
-  const app = Fastify()
-  await app.register(restLive, { knex: db })
-  app.get('/owners/:owner_id/tasks', {
-    schema: { response: { 200: { type: 'array', items: TaskSchema } } },
-    config: { realtime: { model: table, queryset: () => db(table) } }
-  }, async () => [])
-  await app.ready()
-  const client = await TestClient.connect(app)
-  t.teardown(async () => { client.close(); await app.close(); await db.destroy() })
+  const { tables: table, connect } = await appFixture(t, {
+    tables: async (db, name) => { const table = name('tasks'); await createTasksTable(db, table); return table },
+    routes: (app, db, table) => {
+      app.get('/owners/:owner_id/tasks', {
+        schema: { response: { 200: { type: 'array', items: TaskSchema } } },
+        config: { realtime: { model: table, queryset: () => db(table) } }
+      }, async () => [])
+    }
+  })
+  const client = await connect()
   const missing = await client.subscribe({ id: 1, model: table, action: 'list' })
   t.same(missing, { type: 'error', id: 1, code: 400, message: 'route /owners/:owner_id/tasks needs view_kwargs.owner_id' })
 })

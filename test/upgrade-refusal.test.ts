@@ -6,11 +6,9 @@
 import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import type { Socket } from 'node:net'
-import Fastify from 'fastify'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import restLive from '../lib/index.js'
-import { sqlite } from './helpers/db.js'
+import { appFixture } from './helpers/fixture.js'
 
 const REFUSALS = 100
 
@@ -30,16 +28,17 @@ async function within<T> (ms: number, what: string, value: Promise<T>): Promise<
 }
 
 t.test('refused upgrades release their sockets', async (t) => {
-  const db = sqlite()
-  t.teardown(async () => { await db.destroy() })
-  const app = Fastify()
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.headers.authorization === undefined) await reply.code(401).send({ message: 'log in first' })
-  })
-  await app.register(restLive, { knex: db })
   const closed: Array<Promise<unknown>> = []
-  app.server.on('connection', (socket: Socket) => { closed.push(once(socket, 'close')) })
-  const url = (await app.listen({ port: 0, host: '127.0.0.1' })).replace(/^http/, 'ws')
+  const { app, url: address } = await appFixture(t, {
+    before: (app) => {
+      app.addHook('onRequest', async (request, reply) => {
+        if (request.headers.authorization === undefined) await reply.code(401).send({ message: 'log in first' })
+      })
+      app.server.on('connection', (socket: Socket) => { closed.push(once(socket, 'close')) })
+    },
+    listen: true
+  })
+  const url = String(address).replace(/^http/, 'ws')
   const baseline = openDescriptors()
 
   for (let i = 0; i < REFUSALS; i++) {

@@ -75,12 +75,25 @@ function requireUser (request: FastifyRequest): number {
 export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
   const { db, table } = options
   const app = Fastify({ logger: options.logs === undefined ? options.logger ?? false : collectingLogger(options.logs) })
+  authenticateByBearer(app)
+  await app.register(restLive, { knex: db, ...options.plugin })
+  tasksRoutes(app, options)
+  await app.ready()
+  return { app, db, table }
+}
+
+/** `authorization: Bearer <user id>` sets `request.userId`; registered before the plugin, so upgrades see it too. */
+export function authenticateByBearer (app: FastifyInstance): void {
   app.decorateRequest('userId', undefined)
   app.addHook('onRequest', async (request) => {
     const match = /^Bearer (\d+)$/.exec(request.headers.authorization ?? '')
     request.userId = match ? Number(match[1]) : undefined
   })
-  await app.register(restLive, { knex: db, ...options.plugin })
+}
+
+/** The tasks routes on an app that has the plugin and `authenticateByBearer`. */
+export function tasksRoutes (app: FastifyInstance, options: Omit<BuildOptions, 'plugin' | 'logs' | 'logger'>): void {
+  const { db, table } = options
   options.configure?.(app)
   const scope = options.scope ?? ((userId: number) => userId)
 
@@ -153,6 +166,4 @@ export async function buildTasksApp (options: BuildOptions): Promise<TasksApp> {
       return await reply.code(deleted === 0 ? 404 : 204).send()
     }
   })
-  await app.ready()
-  return { app, db, table }
 }
