@@ -73,7 +73,7 @@ async function start () {
     console.log(`REDIS_CLUSTER_URL=${url}`)
     return
   }
-  if (state !== undefined) stop()
+  if (state !== undefined) await stop()
   for (const port of ports) {
     for (const p of [port, port + 10000]) {
       if (!await free(p)) throw new Error(`port ${p} is in use: set REDIS_CLUSTER_PORTS to three free ports (each also uses port + 10000)`)
@@ -97,12 +97,18 @@ async function start () {
   console.log(`REDIS_CLUSTER_URL=${url}`)
 }
 
-function stop () {
+async function stop () {
   const state = readState()
   if (state !== undefined) {
     for (const pid of state.pids) if (alive(pid)) process.kill(pid, 'SIGTERM')
+    // gone once their ports are free (a dead server may linger as a zombie, still "alive" to kill -0)
+    const deadline = Date.now() + 10_000
+    for (const port of state.ports) {
+      while (!await free(port) && Date.now() < deadline) await sleep(100)
+    }
   }
-  rmSync(dir, { recursive: true, force: true })
+  // a server still writing its nodes.conf on the way out: retry
+  rmSync(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 })
 }
 
 const command = process.argv[2]
@@ -114,7 +120,7 @@ if (command === 'start') {
     process.exit(1)
   }
 } else if (command === 'stop') {
-  stop()
+  await stop()
 } else {
   console.error('usage: node scripts/redis-cluster.js start|stop')
   process.exit(2)
